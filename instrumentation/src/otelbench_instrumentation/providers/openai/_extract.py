@@ -1,0 +1,223 @@
+"""Translate OpenAI SDK requests, responses and stream chunks into recorder calls."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.util.types import AttributeValue
+
+from ... import semconv
+from ...recorder import LLMRecorder
+
+_SCALAR_REQUEST_PARAMS = (
+    ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", semconv.GEN_AI_REQUEST_TOP_P),
+    ("frequency_penalty", semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", semconv.GEN_AI_REQUEST_PRESENCE_PENALTY),
+    ("seed", semconv.GEN_AI_REQUEST_SEED),
+    ("service_tier", semconv.GEN_AI_OPENAI_REQUEST_SERVICE_TIER),
+)
+_FINISH_BY_STATUS = {"completed": "stop", "failed": "error", "cancelled": "cancelled"}
+
+
+def _number(value: object) -> float | int | None:
+    # SDK sentinels (omit / NOT_GIVEN) and None are not numbers; bool is excluded on purpose.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def request_attributes(
+    kwargs: Mapping[str, Any], max_tokens_keys: tuple[str, ...]
+) -> dict[str, AttributeValue]:
+    """Span attributes for the request parameters the conventions name."""
+    attrs: dict[str, AttributeValue] = {}
+    for key, name in _SCALAR_REQUEST_PARAMS:
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            attrs[name] = value
+        elif (number := _number(value)) is not None:
+            attrs[name] = number
+    for key in max_tokens_keys:
+        max_tokens = _number(kwargs.get(key))
+        if max_tokens is not None:
+            attrs[semconv.GEN_AI_REQUEST_MAX_TOKENS] = int(max_tokens)
+            break
+    stop = kwargs.get("stop")
+    if isinstance(stop, str):
+        attrs[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = [stop]
+    elif isinstance(stop, list | tuple) and all(isinstance(s, str) for s in stop):
+        attrs[semconv.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
+    n = _number(kwargs.get("n"))
+    if n is not None and n != 1:
+        attrs[semconv.GEN_AI_REQUEST_CHOICE_COUNT] = int(n)
+    fmt = kwargs.get("response_format")
+    fmt_type = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if fmt_type in ("json_object", "json_schema") or isinstance(fmt, type):
+        attrs[semconv.GEN_AI_OUTPUT_TYPE] = semconv.OUTPUT_TYPE_JSON
+    elif fmt_type == "text":
+        attrs[semconv.GEN_AI_OUTPUT_TYPE] = semconv.OUTPUT_TYPE_TEXT
+    return attrs
+
+
+def embeddings_request_attributes(kwargs: Mapping[str, Any]) -> dict[str, AttributeValue]:
+    """Span attributes for an embeddings request."""
+    fmt = kwargs.get("encoding_format")
+    return {semconv.GEN_AI_REQUEST_ENCODING_FORMATS: [fmt]} if isinstance(fmt, str) else {}
+
+
+def _usage(recorder: LLMRecorder, usage: Any, *, responses_api: bool) -> None:
+    if usage is None:
+        return
+    if responses_api:
+        inp, out = usage.input_tokens, usage.output_tokens
+        in_details = getattr(usage, "input_tokens_details", None)
+        out_details = getattr(usage, "output_tokens_details", None)
+    else:
+        inp, out = usage.prompt_tokens, getattr(usage, "completion_tokens", None)
+        in_details = getattr(usage, "prompt_tokens_details", None)
+        out_details = getattr(usage, "completion_tokens_details", None)
+    recorder.on_usage(
+        input_tokens=inp,
+        output_tokens=out,
+        cache_read_input_tokens=getattr(in_details, "cached_tokens", None),
+        cache_creation_input_tokens=getattr(in_details, "cache_write_tokens", None),
+        reasoning_output_tokens=getattr(out_details, "reasoning_tokens", None),
+    )
+
+
+def _openai_response_attrs(obj: Any) -> dict[str, AttributeValue]:
+    attrs: dict[str, AttributeValue] = {}
+    tier = getattr(obj, "service_tier", None)
+    if isinstance(tier, str):
+        attrs[semconv.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = tier
+    fingerprint = getattr(obj, "system_fingerprint", None)
+    if isinstance(fingerprint, str):
+        attrs[semconv.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+    return attrs
+
+
+def on_chat_completion(recorder: LLMRecorder, completion: Any) -> None:
+    """A non-streamed ``ChatCompletion``."""
+    choices = getattr(completion, "choices", None) or []
+    recorder.set_response(
+        response_id=getattr(completion, "id", None),
+        model=getattr(completion, "model", None),
+        finish_reasons=[c.finish_reason for c in choices if isinstance(c.finish_reason, str)],
+        attributes=_openai_response_attrs(completion),
+    )
+    _usage(recorder, getattr(completion, "usage", None), responses_api=False)
+    if recorder.capture_content and choices:
+        message = getattr(choices[0], "message", None)
+        content = getattr(message, "content", None)
+        if isinstance(content, str):
+            recorder.add_output_text(content)
+
+
+def on_chat_chunk(recorder: LLMRecorder, chunk: Any) -> None:
+    """One ``ChatCompletionChunk`` of a streamed chat completion."""
+    content_seen = False
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta is not None:
+            text = delta.content
+            if text or delta.tool_calls or getattr(delta, "refusal", None):
+                content_seen = True
+                if text:
+                    recorder.add_output_text(text)
+        if choice.finish_reason:
+            recorder.add_finish_reason(choice.finish_reason)
+    if content_seen:
+        recorder.on_chunk()
+    if not recorder.has_response:
+        recorder.set_response(
+            response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
+        )
+    if chunk.usage is not None:
+        _usage(recorder, chunk.usage, responses_api=False)
+
+
+def on_response(recorder: LLMRecorder, response: Any) -> None:
+    """A non-streamed Responses-API ``Response`` (also the payload of its final stream event)."""
+    status = getattr(response, "status", None)
+    reason = _FINISH_BY_STATUS.get(status) if isinstance(status, str) else None
+    if status == "incomplete":
+        details = getattr(response, "incomplete_details", None)
+        reason = getattr(details, "reason", None) or "incomplete"
+    recorder.set_response(
+        response_id=getattr(response, "id", None),
+        model=getattr(response, "model", None),
+        finish_reasons=[reason] if isinstance(reason, str) else None,
+        attributes=_openai_response_attrs(response),
+    )
+    _usage(recorder, getattr(response, "usage", None), responses_api=True)
+    if recorder.capture_content and not recorder.has_output_text:
+        text = getattr(response, "output_text", None)
+        if isinstance(text, str):
+            recorder.add_output_text(text)
+
+
+_CONTENT_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+        "response.custom_tool_call_input.delta",
+    }
+)
+_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def on_response_event(recorder: LLMRecorder, event: Any) -> None:
+    """One Responses-API stream event."""
+    kind = event.type
+    if kind in _CONTENT_EVENTS:
+        recorder.on_chunk()
+        if kind == "response.output_text.delta":
+            recorder.add_output_text(event.delta)
+    elif kind in _FINAL_EVENTS:
+        on_response(recorder, event.response)
+    elif kind == "response.created":
+        response = event.response
+        recorder.set_response(response_id=response.id, model=response.model)
+
+
+def on_embeddings(recorder: LLMRecorder, result: Any) -> None:
+    """A ``CreateEmbeddingResponse``."""
+    data = getattr(result, "data", None) or []
+    attrs: dict[str, AttributeValue] = {}
+    if data and isinstance(getattr(data[0], "embedding", None), list):
+        attrs[semconv.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = len(data[0].embedding)
+    recorder.set_response(model=getattr(result, "model", None), attributes=attrs)
+    usage = getattr(result, "usage", None)
+    if usage is not None:
+        recorder.on_usage(input_tokens=getattr(usage, "prompt_tokens", None))
+
+
+def chat_input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The prompt in the conventions' message shape (only built when content capture is on)."""
+    messages = []
+    for message in kwargs.get("messages") or []:
+        if not isinstance(message, Mapping):
+            continue
+        content = message.get("content")
+        parts = (
+            [{"type": "text", "content": content}]
+            if isinstance(content, str)
+            else [
+                {"type": p.get("type", "text"), "content": p.get("text")}
+                for p in content or []
+                if isinstance(p, Mapping)
+            ]
+        )
+        messages.append({"role": message.get("role", "user"), "parts": parts})
+    return messages
+
+
+def responses_input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Responses-API ``input`` (a string or message list) in the conventions' shape."""
+    value = kwargs.get("input")
+    if isinstance(value, str):
+        return [{"role": "user", "parts": [{"type": "text", "content": value}]}]
+    return chat_input_messages({"messages": value if isinstance(value, list) else []})

@@ -1,0 +1,318 @@
+"""Wrapper factories for the OpenAI SDK and the table that applies them."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import wrapt
+from opentelemetry.util.types import AttributeValue
+
+from ... import semconv
+from ..._patching import Patch, Wrapper
+from ...recorder import LLMRecorder, Telemetry, active_recorder
+from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy
+from . import _extract
+
+log = logging.getLogger(__name__)
+
+# The wait the SDK chose for the retry in progress (set by _calculate_retry_timeout).
+_retry_wait: ContextVar[float | None] = ContextVar("otelbench_openai_retry_wait", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """How one SDK method maps onto the conventions."""
+
+    name: str
+    request_attributes: Callable[[Mapping[str, Any]], dict[str, AttributeValue]]
+    on_result: Callable[[LLMRecorder, Any], None]
+    on_chunk: ChunkHandler
+    input_messages: Callable[[Mapping[str, Any]], Any] | None = None
+
+
+def _ignore_chunk(recorder: LLMRecorder, chunk: Any) -> None:
+    return None
+
+
+CHAT = Operation(
+    semconv.OP_CHAT,
+    lambda kw: _extract.request_attributes(kw, ("max_completion_tokens", "max_tokens")),
+    _extract.on_chat_completion,
+    _extract.on_chat_chunk,
+    _extract.chat_input_messages,
+)
+RESPONSES = Operation(
+    semconv.OP_CHAT,
+    lambda kw: _extract.request_attributes(kw, ("max_output_tokens",)),
+    _extract.on_response,
+    _extract.on_response_event,
+    _extract.responses_input_messages,
+)
+EMBEDDINGS = Operation(
+    semconv.OP_EMBEDDINGS,
+    _extract.embeddings_request_attributes,
+    _extract.on_embeddings,
+    _ignore_chunk,
+)
+
+
+def _server(instance: Any) -> tuple[str | None, int | None]:
+    try:
+        url = instance._client.base_url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return url.host or None, port
+    except Exception:
+        return None, None
+
+
+def _start(
+    telemetry: Telemetry, op: Operation, instance: Any, kwargs: Mapping[str, Any]
+) -> LLMRecorder | None:
+    try:
+        model = kwargs.get("model")
+        host, port = _server(instance)
+        recorder = telemetry.start_llm(
+            operation=op.name,
+            provider=semconv.PROVIDER_OPENAI,
+            request_model=model if isinstance(model, str) else None,
+            server_address=host,
+            server_port=port,
+            streaming=kwargs.get("stream") is True,
+            request_attributes=op.request_attributes(kwargs),
+        )
+        if recorder is not None and op.input_messages is not None and recorder.capture_content:
+            recorder.set_input_messages(op.input_messages(kwargs))
+        return recorder
+    except Exception:
+        log.debug("could not start OpenAI telemetry", exc_info=True)
+        return None
+
+
+def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
+    """Return what the caller gets: the SDK result itself or a transparent proxy of it."""
+    try:
+        from openai import AsyncStream, Stream
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import APIResponse, AsyncAPIResponse
+
+        if isinstance(result, Stream):
+            return SyncStreamProxy(result, recorder, op.on_chunk)
+        if isinstance(result, AsyncStream):
+            return AsyncStreamProxy(result, recorder, op.on_chunk)
+        if isinstance(result, LegacyAPIResponse) and not recorder.streaming:
+            # The body is already read; parse() caches, so the caller's own parse() is free.
+            op.on_result(recorder, result.parse())
+        elif isinstance(result, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
+            return RawResponseProxy(result, recorder, op)
+        else:
+            op.on_result(recorder, result)
+    except Exception:
+        log.debug("could not read OpenAI result", exc_info=True)
+    recorder.end()
+    return result
+
+
+def make_wrapper(telemetry: Telemetry, op: Operation, is_async: bool) -> Callable[[], Wrapper]:
+    """Factory for the wrapper of one SDK method (sync or async)."""
+
+    def sync_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        recorder = _start(telemetry, op, instance, kwargs)
+        if recorder is None:
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            recorder.fail(exc)
+            raise
+        finally:
+            recorder.deactivate()
+        return _on_result(recorder, op, result)
+
+    async def async_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        recorder = _start(telemetry, op, instance, kwargs)
+        if recorder is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            recorder.fail(exc)
+            raise
+        finally:
+            recorder.deactivate()
+        return _on_result(recorder, op, result)
+
+    return lambda: async_wrapper if is_async else sync_wrapper
+
+
+class RawResponseProxy(wrapt.ObjectProxy[Any]):
+    """A ``with_raw_response``/``with_streaming_response`` result whose ``parse()`` is observed."""
+
+    def __init__(self, wrapped: Any, recorder: LLMRecorder, op: Operation) -> None:
+        super().__init__(wrapped)
+        self._self_recorder = recorder
+        self._self_op = op
+        self._self_stream: tuple[Any, Any] | None = None  # (SDK stream, our proxy of it)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        """Parse as the SDK does; streams come back timed, models are read for usage."""
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):
+            return self._await_parsed(parsed)
+        return self._observe(parsed)
+
+    async def _await_parsed(self, awaitable: Any) -> Any:
+        return self._observe(await awaitable)
+
+    def _observe(self, parsed: Any) -> Any:
+        recorder = self._self_recorder
+        cached = self._self_stream
+        if cached is not None and cached[0] is parsed:
+            return cached[1]
+        if recorder.ended:
+            return parsed
+        try:
+            from openai import AsyncStream, Stream
+
+            if isinstance(parsed, Stream | AsyncStream):
+                proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
+                proxy = proxy_cls(parsed, recorder, self._self_op.on_chunk)
+                self._self_stream = (parsed, proxy)
+                return proxy
+            self._self_op.on_result(recorder, parsed)
+        except Exception:
+            log.debug("could not read parsed OpenAI response", exc_info=True)
+        recorder.end()
+        return parsed
+
+    def close(self) -> Any:
+        """Close the HTTP response (sync or async) and end the span if still open."""
+        recorder = self._self_recorder
+        try:
+            result = self.__wrapped__.close()
+        except BaseException:
+            recorder.end(closed_early=True)
+            raise
+        if inspect.isawaitable(result):
+            return _await_then_end(result, recorder)
+        recorder.end(closed_early=True)
+        return result
+
+    def __del__(self) -> None:
+        recorder = getattr(self, "_self_recorder", None)
+        if recorder is not None and not recorder.ended:
+            recorder.end(closed_early=True)
+
+
+async def _await_then_end(awaitable: Any, recorder: LLMRecorder) -> Any:
+    try:
+        return await awaitable
+    finally:
+        recorder.end(closed_early=True)
+
+
+# --- SDK-internal retries ---------------------------------------------------------------------
+def _attempt_outcome(response: Any) -> tuple[int | None, str | None]:
+    """Status and error type of the attempt that failed (we are inside the SDK's except block)."""
+    status = getattr(response, "status_code", None)
+    exc = sys.exc_info()[1]
+    if exc is not None:
+        return (status if isinstance(status, int) else None), type(exc).__qualname__
+    return (status if isinstance(status, int) else None), (str(status) if status else None)
+
+
+def _retry_timeout_wrapper() -> Wrapper:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        timeout = wrapped(*args, **kwargs)
+        if active_recorder() is not None and isinstance(timeout, int | float):
+            _retry_wait.set(float(timeout))
+        return timeout
+
+    return wrapper
+
+
+def _sleep_for_retry_wrapper(is_async: bool) -> Callable[[], Wrapper]:
+    def note(kwargs: Mapping[str, Any]) -> tuple[LLMRecorder, int | None, str | None, int] | None:
+        recorder = active_recorder()
+        if recorder is None:
+            return None
+        status, error_type = _attempt_outcome(kwargs.get("response"))
+        _retry_wait.set(None)
+        return recorder, status, error_type, time.time_ns()
+
+    def sync_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        noted = note(kwargs)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            if noted is not None:
+                noted[0].on_retry(noted[1], noted[2], _retry_wait.get(), timestamp_ns=noted[3])
+
+    def async_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        # Runs synchronously inside the SDK's except block, so sys.exc_info() still holds the error.
+        noted = note(kwargs)
+
+        async def sleep() -> Any:
+            try:
+                return await wrapped(*args, **kwargs)
+            finally:
+                if noted is not None:
+                    noted[0].on_retry(noted[1], noted[2], _retry_wait.get(), timestamp_ns=noted[3])
+
+        return sleep()
+
+    return lambda: async_wrapper if is_async else sync_wrapper
+
+
+def _process_response_wrapper() -> Wrapper:
+    def wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        recorder = active_recorder()
+        if recorder is not None and recorder.attempts > 1:
+            recorder.on_final_attempt(getattr(kwargs.get("response"), "status_code", None))
+        return wrapped(*args, **kwargs)
+
+    return wrapper
+
+
+def patches(telemetry: Telemetry) -> list[Patch]:
+    """Every OpenAI SDK method we wrap; the same list drives instrument and uninstrument."""
+    chat = "openai.resources.chat.completions.completions"
+    responses = "openai.resources.responses.responses"
+    embeddings = "openai.resources.embeddings"
+    base = "openai._base_client"
+    table = [
+        Patch(chat, "Completions.create", make_wrapper(telemetry, CHAT, False)),
+        Patch(chat, "AsyncCompletions.create", make_wrapper(telemetry, CHAT, True)),
+        Patch(chat, "Completions.parse", make_wrapper(telemetry, CHAT, False)),
+        Patch(chat, "AsyncCompletions.parse", make_wrapper(telemetry, CHAT, True)),
+        Patch(responses, "Responses.create", make_wrapper(telemetry, RESPONSES, False)),
+        Patch(responses, "AsyncResponses.create", make_wrapper(telemetry, RESPONSES, True)),
+        Patch(responses, "Responses.parse", make_wrapper(telemetry, RESPONSES, False)),
+        Patch(responses, "AsyncResponses.parse", make_wrapper(telemetry, RESPONSES, True)),
+        Patch(embeddings, "Embeddings.create", make_wrapper(telemetry, EMBEDDINGS, False)),
+        Patch(embeddings, "AsyncEmbeddings.create", make_wrapper(telemetry, EMBEDDINGS, True)),
+        Patch(base, "BaseClient._calculate_retry_timeout", _retry_timeout_wrapper),
+        Patch(base, "SyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(False)),
+        Patch(base, "AsyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(True)),
+        Patch(base, "SyncAPIClient._process_response", _process_response_wrapper),
+        Patch(base, "AsyncAPIClient._process_response", _process_response_wrapper),
+    ]
+    return table

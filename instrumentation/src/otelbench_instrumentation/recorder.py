@@ -1,0 +1,507 @@
+"""The one lifecycle API for GenAI telemetry: a recorder per logical LLM operation.
+
+Provider modules translate SDK objects into recorder calls and never touch spans or
+instruments themselves. Every public method of :class:`LLMRecorder` swallows its own failures
+(logged at debug level), so telemetry can never raise into the instrumented application, and
+the recorder finishes exactly once whatever path ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import Histogram, MeterProvider
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from . import semconv
+from ._config import Settings
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+SCOPE_NAME = "otelbench_instrumentation"
+
+_ACTIVE: ContextVar[LLMRecorder | None] = ContextVar("otelbench_active_recorder", default=None)
+
+
+def active_recorder() -> LLMRecorder | None:
+    """The recorder of the LLM call running in this context, if any (used by retry hooks)."""
+    return _ACTIVE.get()
+
+
+class Telemetry:
+    """Tracer, instruments and settings shared by all recorders of one instrumentor."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        try:
+            self.tracer: trace.Tracer = trace.get_tracer(SCOPE_NAME, __version__, tracer_provider)
+        except Exception:
+            log.debug("tracer unavailable; spans disabled", exc_info=True)
+            self.tracer = trace.NoOpTracer()
+        try:
+            meter = metrics.get_meter(SCOPE_NAME, __version__, meter_provider)
+            self.duration = _histogram(
+                meter,
+                semconv.METRIC_OPERATION_DURATION,
+                semconv.UNIT_SECONDS,
+                semconv.DESCRIPTION_OPERATION_DURATION,
+                semconv.BUCKETS_DURATION,
+            )
+            self.token_usage = _histogram(
+                meter,
+                semconv.METRIC_TOKEN_USAGE,
+                semconv.UNIT_TOKENS,
+                semconv.DESCRIPTION_TOKEN_USAGE,
+                semconv.BUCKETS_TOKENS,
+            )
+            self.time_to_first_chunk = _histogram(
+                meter,
+                semconv.METRIC_TIME_TO_FIRST_CHUNK,
+                semconv.UNIT_SECONDS,
+                semconv.DESCRIPTION_TIME_TO_FIRST_CHUNK,
+                semconv.BUCKETS_DURATION,
+            )
+            self.time_per_output_chunk = _histogram(
+                meter,
+                semconv.METRIC_TIME_PER_OUTPUT_CHUNK,
+                semconv.UNIT_SECONDS,
+                semconv.DESCRIPTION_TIME_PER_OUTPUT_CHUNK,
+                semconv.BUCKETS_TIME_PER_CHUNK,
+            )
+            self.token_detail = _histogram(
+                meter,
+                semconv.METRIC_TOKEN_DETAIL,
+                semconv.UNIT_TOKENS,
+                semconv.DESCRIPTION_TOKEN_DETAIL,
+                semconv.BUCKETS_TOKENS,
+            )
+        except Exception:
+            log.debug("meter unavailable; metrics disabled", exc_info=True)
+            noop = metrics.NoOpMeter(SCOPE_NAME)
+            self.duration = self.token_usage = self.time_to_first_chunk = noop.create_histogram("noop")
+            self.time_per_output_chunk = self.token_detail = self.duration
+
+    def start_llm(
+        self,
+        *,
+        operation: str,
+        provider: str,
+        request_model: str | None,
+        server_address: str | None = None,
+        server_port: int | None = None,
+        streaming: bool = False,
+        request_attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> LLMRecorder | None:
+        """Open a recorder (and its span, made current) for one call; None if telemetry failed."""
+        try:
+            return LLMRecorder(
+                self,
+                operation=operation,
+                provider=provider,
+                request_model=request_model,
+                server_address=server_address,
+                server_port=server_port,
+                streaming=streaming,
+                request_attributes=request_attributes,
+            )
+        except Exception:
+            log.debug("could not start GenAI telemetry", exc_info=True)
+            return None
+
+
+def _histogram(
+    meter: metrics.Meter, name: str, unit: str, description: str, buckets: Sequence[float]
+) -> Histogram:
+    return meter.create_histogram(
+        name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+    )
+
+
+class LLMRecorder:
+    """Span + metrics of one logical LLM operation (all retries of it included)."""
+
+    __slots__ = (
+        "_attempts",
+        "_cache_creation",
+        "_cache_read",
+        "_chunk_gaps",
+        "_chunks",
+        "_closed_early",
+        "_context_token",
+        "_ended",
+        "_final_attempt_recorded",
+        "_finish_reasons",
+        "_first_chunk_ns",
+        "_input_tokens",
+        "_last_chunk_ns",
+        "_metric_attrs",
+        "_output_parts",
+        "_output_tokens",
+        "_reasoning",
+        "_recorder_token",
+        "_response_model",
+        "_response_seen",
+        "_span",
+        "_start_ns",
+        "_telemetry",
+        "streaming",
+    )
+
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        *,
+        operation: str,
+        provider: str,
+        request_model: str | None,
+        server_address: str | None,
+        server_port: int | None,
+        streaming: bool,
+        request_attributes: Mapping[str, AttributeValue] | None,
+    ) -> None:
+        self._telemetry = telemetry
+        self.streaming = streaming
+        self._ended = False
+        self._attempts = 1
+        self._final_attempt_recorded = False
+        self._chunks = 0
+        self._first_chunk_ns = 0
+        self._last_chunk_ns = 0
+        self._chunk_gaps: list[int] | None = [] if telemetry.settings.chunk_timing == "each" else None
+        self._finish_reasons: list[str] = []
+        self._response_model: str | None = None
+        self._response_seen = False
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self._cache_read: int | None = None
+        self._cache_creation: int | None = None
+        self._reasoning: int | None = None
+        self._closed_early = False
+        self._output_parts: list[str] | None = [] if telemetry.settings.capture_content else None
+
+        metric_attrs: dict[str, AttributeValue] = {
+            semconv.GEN_AI_OPERATION_NAME: operation,
+            semconv.GEN_AI_PROVIDER_NAME: provider,
+        }
+        if request_model:
+            metric_attrs[semconv.GEN_AI_REQUEST_MODEL] = request_model
+        if server_address:
+            metric_attrs[semconv.SERVER_ADDRESS] = server_address
+        if server_port:
+            metric_attrs[semconv.SERVER_PORT] = server_port
+        self._metric_attrs = metric_attrs
+
+        span_attrs = dict(metric_attrs)
+        if not telemetry.settings.latest_semconv_only:
+            span_attrs[semconv.GEN_AI_SYSTEM] = provider
+        if streaming:
+            span_attrs[semconv.GEN_AI_REQUEST_STREAM] = True
+        if request_attributes:
+            span_attrs.update(request_attributes)
+        name = f"{operation} {request_model}" if request_model else operation
+        self._span: Span = telemetry.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=span_attrs)
+        self._start_ns = time.perf_counter_ns()
+        self._context_token: object | None = otel_context.attach(trace.set_span_in_context(self._span))
+        self._recorder_token: Token[LLMRecorder | None] | None = _ACTIVE.set(self)
+
+    # --- context ------------------------------------------------------------------------
+    def deactivate(self) -> None:
+        """Stop being the current span/recorder; called when the SDK call returns or raises."""
+        try:
+            if self._recorder_token is not None:
+                _ACTIVE.reset(self._recorder_token)
+                self._recorder_token = None
+            if self._context_token is not None:
+                otel_context.detach(self._context_token)  # type: ignore[arg-type]
+                self._context_token = None
+        except Exception:
+            # A token reset from another context (e.g. a generator resumed elsewhere) is harmless.
+            log.debug("could not deactivate GenAI span context", exc_info=True)
+
+    @property
+    def ended(self) -> bool:
+        """True once the span has been ended."""
+        return self._ended
+
+    @property
+    def span(self) -> Span:
+        """The span of this operation (for provider-specific attributes)."""
+        return self._span
+
+    @property
+    def has_response(self) -> bool:
+        """True once response identity (id/model) has been recorded."""
+        return self._response_seen
+
+    @property
+    def has_output_text(self) -> bool:
+        """True if completion text has been captured already (streams)."""
+        return bool(self._output_parts)
+
+    @property
+    def capture_content(self) -> bool:
+        """Whether prompt and completion text may be recorded."""
+        return self._output_parts is not None
+
+    # --- events from the provider modules -----------------------------------------------
+    @property
+    def attempts(self) -> int:
+        """HTTP attempts made so far (1 + SDK-internal retries)."""
+        return self._attempts
+
+    def on_retry(
+        self,
+        status_code: int | None,
+        error_type: str | None,
+        wait_s: float | None,
+        *,
+        timestamp_ns: int | None = None,
+    ) -> None:
+        """An SDK-internal attempt failed and will be retried after ``wait_s`` seconds."""
+        try:
+            attrs: dict[str, AttributeValue] = {semconv.ATTEMPT_NUMBER: self._attempts}
+            if status_code is not None:
+                attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
+            if error_type:
+                attrs[semconv.ERROR_TYPE] = error_type
+            if wait_s is not None:
+                attrs[semconv.ATTEMPT_RETRY_WAIT] = float(wait_s)
+            self._span.add_event(semconv.EVENT_ATTEMPT, attrs, timestamp=timestamp_ns)
+            self._attempts += 1
+        except Exception:
+            log.debug("could not record retry attempt", exc_info=True)
+
+    def on_final_attempt(self, status_code: int | None, error_type: str | None = None) -> None:
+        """The last attempt of a retried call finished (only called when attempts > 1)."""
+        if self._final_attempt_recorded:
+            return
+        self._final_attempt_recorded = True
+        try:
+            attrs: dict[str, AttributeValue] = {semconv.ATTEMPT_NUMBER: self._attempts}
+            if isinstance(status_code, int):
+                attrs[semconv.HTTP_RESPONSE_STATUS_CODE] = status_code
+            if error_type:
+                attrs[semconv.ERROR_TYPE] = error_type
+            self._span.add_event(semconv.EVENT_ATTEMPT, attrs)
+        except Exception:
+            log.debug("could not record final attempt", exc_info=True)
+
+    def on_chunk(self) -> None:
+        """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
+        now = time.perf_counter_ns()
+        if self._chunks:
+            gaps = self._chunk_gaps
+            if gaps is not None:
+                gaps.append(now - self._last_chunk_ns)
+        else:
+            self._first_chunk_ns = now
+        self._last_chunk_ns = now
+        self._chunks += 1
+
+    def add_output_text(self, text: str) -> None:
+        """Keep completion text for the span, only when content capture is on."""
+        parts = self._output_parts
+        if parts is not None and text:
+            parts.append(text)
+
+    def set_response(
+        self,
+        *,
+        response_id: str | None = None,
+        model: str | None = None,
+        finish_reasons: Sequence[str] | None = None,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> None:
+        """Record response identity, model, finish reasons and provider-specific attributes."""
+        try:
+            self._response_seen = True
+            span = self._span
+            if response_id:
+                span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
+            if model:
+                self._response_model = model
+                span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, model)
+            if finish_reasons:
+                self._finish_reasons.extend(finish_reasons)
+            if attributes:
+                span.set_attributes(attributes)
+        except Exception:
+            log.debug("could not record response attributes", exc_info=True)
+
+    def add_finish_reason(self, reason: str) -> None:
+        """Append one choice's finish reason (streams report them chunk by chunk)."""
+        self._finish_reasons.append(reason)
+
+    def on_usage(
+        self,
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+        reasoning_output_tokens: int | None = None,
+    ) -> None:
+        """Token usage as reported by the provider; non-integers and negatives are dropped."""
+        self._input_tokens = _count(input_tokens, self._input_tokens)
+        self._output_tokens = _count(output_tokens, self._output_tokens)
+        self._cache_read = _count(cache_read_input_tokens, self._cache_read)
+        self._cache_creation = _count(cache_creation_input_tokens, self._cache_creation)
+        self._reasoning = _count(reasoning_output_tokens, self._reasoning)
+
+    def set_input_messages(self, messages: Any) -> None:
+        """Record the prompt as gen_ai.input.messages, only when content capture is on."""
+        if self._output_parts is None:
+            return
+        try:
+            self._span.set_attribute(semconv.GEN_AI_INPUT_MESSAGES, self._truncate(_to_json(messages)))
+        except Exception:
+            log.debug("could not record input messages", exc_info=True)
+
+    # --- ending ---------------------------------------------------------------------------
+    def fail(self, exc: BaseException) -> None:
+        """End the operation as failed with ``error.type`` from the exception's class."""
+        self._finish(type(exc).__qualname__, exc)
+
+    def end(self, *, closed_early: bool = False) -> None:
+        """End the operation successfully (``closed_early``: the caller stopped a stream)."""
+        self._closed_early = closed_early
+        self._finish(None, None)
+
+    def _finish(self, error_type: str | None, exc: BaseException | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._record(error_type, exc)
+        except Exception:
+            log.debug("could not finish GenAI telemetry", exc_info=True)
+        finally:
+            try:
+                self._span.end()
+            except Exception:
+                log.debug("could not end GenAI span", exc_info=True)
+
+    def _record(self, error_type: str | None, exc: BaseException | None) -> None:
+        end_ns = time.perf_counter_ns()
+        t = self._telemetry
+        span = self._span
+        attrs = self._metric_attrs
+        if self._response_model:
+            attrs[semconv.GEN_AI_RESPONSE_MODEL] = self._response_model
+        if error_type:
+            attrs[semconv.ERROR_TYPE] = error_type
+
+        span_attrs: dict[str, AttributeValue] = {}
+        if self._finish_reasons:
+            span_attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = self._finish_reasons
+        if self._input_tokens is not None:
+            span_attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self._input_tokens
+        if self._output_tokens is not None:
+            span_attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self._output_tokens
+        if self._cache_read is not None:
+            span_attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = self._cache_read
+        if self._cache_creation is not None:
+            span_attrs[semconv.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = self._cache_creation
+        if self._reasoning is not None:
+            span_attrs[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self._reasoning
+        if self._attempts > 1:
+            span_attrs[semconv.ATTEMPT_COUNT] = self._attempts
+            if not self._final_attempt_recorded:
+                self.on_final_attempt(getattr(exc, "status_code", None), error_type)
+        if self.streaming:
+            span_attrs[semconv.STREAM_CHUNK_COUNT] = self._chunks
+            if self._closed_early:
+                span_attrs[semconv.STREAM_CLOSED_EARLY] = True
+        if self._chunks:
+            ttft = (self._first_chunk_ns - self._start_ns) / 1e9
+            span_attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+        if self._output_parts:
+            span_attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = self._truncate(
+                _to_json(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [{"type": "text", "content": "".join(self._output_parts)}],
+                            "finish_reason": self._finish_reasons[0] if self._finish_reasons else "",
+                        }
+                    ]
+                )
+            )
+        if error_type:
+            span_attrs[semconv.ERROR_TYPE] = error_type
+            span.set_status(Status(StatusCode.ERROR, _short(exc)))
+        if span_attrs:
+            span.set_attributes(span_attrs)
+
+        t.duration.record((end_ns - self._start_ns) / 1e9, attrs)
+        if self._chunks:
+            t.time_to_first_chunk.record(ttft, attrs)
+            if self._chunks > 1:
+                gaps = self._chunk_gaps
+                if gaps is None:
+                    mean = (self._last_chunk_ns - self._first_chunk_ns) / (self._chunks - 1)
+                    t.time_per_output_chunk.record(mean / 1e9, attrs)
+                else:
+                    for gap in gaps:
+                        t.time_per_output_chunk.record(gap / 1e9, attrs)
+        if self._input_tokens is not None:
+            t.token_usage.record(
+                self._input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}
+            )
+        if self._output_tokens is not None:
+            t.token_usage.record(
+                self._output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
+            )
+        for detail, value in (
+            (semconv.TOKEN_DETAIL_CACHE_READ, self._cache_read),
+            (semconv.TOKEN_DETAIL_CACHE_CREATION, self._cache_creation),
+            (semconv.TOKEN_DETAIL_REASONING, self._reasoning),
+        ):
+            if value:
+                t.token_detail.record(value, {**attrs, semconv.TOKEN_DETAIL: detail})
+
+    def _truncate(self, text: str) -> str:
+        limit = self._telemetry.settings.content_max_length
+        return text if len(text) <= limit else text[:limit]
+
+
+@contextmanager
+def suppress_telemetry_errors(what: str) -> Iterator[None]:
+    """Log and swallow any failure of telemetry code (never of the application's code)."""
+    try:
+        yield
+    except Exception:
+        log.debug("otelbench telemetry failed: %s", what, exc_info=True)
+
+
+def _count(value: object, previous: int | None) -> int | None:
+    # bool is an int subclass; a provider sending true/false as a count is ignored.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return previous
+
+
+def _short(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    # The exception message may echo the request (and so the prompt): keep only its class.
+    return type(exc).__qualname__
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))

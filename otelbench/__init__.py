@@ -1,0 +1,1 @@
+"""otelbench: benchmark LLM providers through OpenTelemetry GenAI instrumentation."""

@@ -1,0 +1,86 @@
+"""Real OTel SDK providers with in-memory exporters, passed explicitly to the instrumentors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, Metric
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from otelbench_instrumentation import OpenAIInstrumentor
+
+from otelbench.mock import MockServer
+
+API_KEY = "sk-test-0123456789abcdefSECRET"
+
+
+@dataclass
+class Otel:
+    """What the instrumentation exported during one test."""
+
+    exporter: InMemorySpanExporter
+    reader: InMemoryMetricReader
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+
+    def spans(self) -> list[ReadableSpan]:
+        """Finished spans, oldest first."""
+        return list(self.exporter.get_finished_spans())
+
+    def metrics(self) -> dict[str, Metric]:
+        """Metrics by name from one collection."""
+        data = self.reader.get_metrics_data()
+        found: dict[str, Metric] = {}
+        if data is None:
+            return found
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    found[metric.name] = metric
+        return found
+
+    def points(self, name: str) -> list[HistogramDataPoint]:
+        """Histogram data points of one metric (empty if it was never recorded)."""
+        metric = self.metrics().get(name)
+        return list(metric.data.data_points) if metric is not None else []  # type: ignore[union-attr]
+
+
+def make_providers() -> tuple[InMemorySpanExporter, TracerProvider, InMemoryMetricReader, MeterProvider]:
+    """A fresh tracer and meter provider pair with in-memory export."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    return exporter, tracer_provider, reader, MeterProvider(metric_readers=[reader])
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    """OpenAI instrumentation on, exporting into memory; undone after the test."""
+    exporter, tp, reader, mp = make_providers()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tp, meter_provider=mp)
+    try:
+        yield Otel(exporter, reader, tp, mp)
+    finally:
+        instrumentor.uninstrument()
+        mp.shutdown()
+        tp.shutdown()
+
+
+@pytest.fixture
+def client(mock_server: MockServer) -> Iterator[openai.OpenAI]:
+    """A real OpenAI client talking to the mock."""
+    with openai.OpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY, max_retries=2) as c:
+        yield c
+
+
+def headers(**values: Any) -> dict[str, str]:
+    """Per-request mock overrides, e.g. headers(ttft_ms=50) -> {"x-mock-ttft-ms": "50"}."""
+    return {f"x-mock-{key.replace('_', '-')}": str(value) for key, value in values.items()}

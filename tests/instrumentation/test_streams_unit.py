@@ -1,0 +1,186 @@
+"""The stream proxies' contract, on small fake streams (no SDK, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from otelbench_instrumentation import semconv
+from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
+from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
+
+from .conftest import make_providers
+
+
+class FakeStream:
+    """Iterator with the extras SDK streams have (close, context manager, attributes)."""
+
+    def __init__(self, items: list[Any], fail_at: int | None = None) -> None:
+        self.items = items
+        self.fail_at = fail_at
+        self.i = 0
+        self.closed = False
+        self.response = "the-response"
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        if self.fail_at is not None and self.i == self.fail_at:
+            raise ConnectionResetError("peer went away")
+        if self.i >= len(self.items):
+            raise StopIteration
+        self.i += 1
+        return self.items[self.i - 1]
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_final(self) -> str:
+        return "final"
+
+
+class FakeAsyncStream:
+    def __init__(self, items: list[Any], delay: float = 0.0) -> None:
+        self.items = list(items)
+        self.delay = delay
+        self.closed = False
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        await asyncio.sleep(self.delay)
+        if not self.items:
+            raise StopAsyncIteration
+        return self.items.pop(0)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def count_chunk(recorder: LLMRecorder, chunk: Any) -> None:
+    if chunk:
+        recorder.on_chunk()
+
+
+@pytest.fixture
+def recorder_factory():  # type: ignore[no-untyped-def]
+    exporter, tp, _, mp = make_providers()
+    telemetry = Telemetry(tp, mp)
+
+    def make() -> LLMRecorder:
+        rec = telemetry.start_llm(operation="chat", provider="openai", request_model="m", streaming=True)
+        assert rec is not None
+        rec.deactivate()
+        return rec
+
+    make.exporter = exporter  # type: ignore[attr-defined]
+    return make
+
+
+def ended(factory: Any) -> list[Any]:
+    return list(factory.exporter.get_finished_spans())
+
+
+def test_exhaustion_ends_once(recorder_factory: Any) -> None:
+    stream = SyncStreamProxy(FakeStream(["", "a", "b"]), recorder_factory(), count_chunk)
+    assert list(stream) == ["", "a", "b"]
+    with pytest.raises(StopIteration):
+        next(stream)
+    stream.close()
+    (span,) = ended(recorder_factory)
+    assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 2  # the empty chunk is not content
+
+
+def test_attributes_and_isinstance_pass_through(recorder_factory: Any) -> None:
+    inner = FakeStream(["a"])
+    stream = SyncStreamProxy(inner, recorder_factory(), count_chunk)
+    assert isinstance(stream, FakeStream)
+    assert stream.response == "the-response"
+    assert stream.get_final() == "final"
+    with stream as entered:
+        assert entered is stream
+    assert inner.closed
+    assert len(ended(recorder_factory)) == 1
+
+
+def test_error_from_stream_is_reraised_and_recorded(recorder_factory: Any) -> None:
+    stream = SyncStreamProxy(FakeStream(["a", "b", "c"], fail_at=2), recorder_factory(), count_chunk)
+    with pytest.raises(ConnectionResetError, match="peer went away"):
+        list(stream)
+    (span,) = ended(recorder_factory)
+    assert (span.attributes or {})[semconv.ERROR_TYPE] == "ConnectionResetError"
+
+
+def test_break_then_gc_ends(recorder_factory: Any) -> None:
+    stream = SyncStreamProxy(FakeStream(list("abcdef")), recorder_factory(), count_chunk)
+    for i, _ in enumerate(stream):
+        if i == 2:
+            break
+    assert ended(recorder_factory) == []
+    del stream
+    gc.collect()
+    (span,) = ended(recorder_factory)
+    assert (span.attributes or {})[semconv.STREAM_CLOSED_EARLY] is True
+
+
+def test_handler_errors_are_swallowed(recorder_factory: Any) -> None:
+    def broken(recorder: LLMRecorder, chunk: Any) -> None:
+        raise KeyError("bad chunk shape")
+
+    assert list(SyncStreamProxy(FakeStream(["a", "b"]), recorder_factory(), broken)) == ["a", "b"]
+    assert len(ended(recorder_factory)) == 1
+
+
+def test_plain_generator_is_supported(recorder_factory: Any) -> None:
+    def gen() -> Iterator[str]:
+        yield "x"
+        yield "y"
+
+    assert list(SyncStreamProxy(gen(), recorder_factory(), count_chunk)) == ["x", "y"]
+    assert len(ended(recorder_factory)) == 1
+
+
+def test_async_exhaustion_close_and_cancel(recorder_factory: Any) -> None:
+    async def run() -> None:
+        s1 = AsyncStreamProxy(FakeAsyncStream(["a", "b"]), recorder_factory(), count_chunk)
+        assert [x async for x in s1] == ["a", "b"]
+        s2 = AsyncStreamProxy(FakeAsyncStream(["a", "b"]), recorder_factory(), count_chunk)
+        await s2.__anext__()
+        await s2.close()
+        assert s2.closed is True
+        s3 = AsyncStreamProxy(FakeAsyncStream(list("abcdefgh"), delay=0.02), recorder_factory(), count_chunk)
+
+        async def consume() -> None:
+            async for _ in s3:
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async def agen() -> AsyncIterator[str]:
+            yield "q"
+            yield "r"
+
+        s4 = AsyncStreamProxy(agen(), recorder_factory(), count_chunk)
+        await s4.__anext__()
+        await s4.aclose()
+
+    asyncio.run(run())
+    spans = ended(recorder_factory)
+    assert len(spans) == 4
+    errors = [(s.attributes or {}).get(semconv.ERROR_TYPE) for s in spans]
+    assert errors == [None, None, "CancelledError", None]

@@ -1,0 +1,73 @@
+"""`opentelemetry-instrument` finds our entry point and instruments an unmodified app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from otelbench_instrumentation import semconv
+
+from otelbench.mock import MockServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_example(mock_server: MockServer, **env: str) -> subprocess.CompletedProcess[str]:
+    bin_dir = Path(sys.executable).parent
+    full_env = {
+        **os.environ,
+        "OPENAI_BASE_URL": mock_server.openai_base_url,
+        "OPENAI_API_KEY": "sk-zero-code-SECRET",
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_SERVICE_NAME": "zero-code-test",
+        **env,
+    }
+    return subprocess.run(
+        [
+            str(bin_dir / "opentelemetry-instrument"),
+            sys.executable,
+            str(ROOT / "examples" / "openai_chat.py"),
+        ],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+
+def _spans(stdout: str) -> list[dict]:  # type: ignore[type-arg]
+    """The console exporter prints one pretty JSON object per span among the app's own output."""
+    spans, depth, buf = [], 0, []
+    for line in stdout.splitlines():
+        if line == "{" and depth == 0:
+            buf = [line]
+            depth = 1
+            continue
+        if depth:
+            buf.append(line)
+            if line == "}":
+                spans.append(json.loads("\n".join(buf)))
+                depth = 0
+    return spans
+
+
+def test_unmodified_app_is_instrumented(mock_server: MockServer) -> None:
+    proc = _run_example(mock_server)
+    genai = [s for s in _spans(proc.stdout) if s["attributes"].get(semconv.GEN_AI_OPERATION_NAME) == "chat"]
+    assert len(genai) == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert all(s["name"] == "chat gpt-4o-mini" and s["kind"] == "SpanKind.CLIENT" for s in genai)
+    streamed = [s for s in genai if s["attributes"].get(semconv.GEN_AI_REQUEST_STREAM)]
+    assert len(streamed) == 1
+    assert streamed[0]["attributes"][semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert "sk-zero-code-SECRET" not in proc.stdout + proc.stderr
+
+
+def test_disabled_instrumentations_env_is_honoured(mock_server: MockServer) -> None:
+    proc = _run_example(mock_server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai")
+    assert [s for s in _spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]] == []
