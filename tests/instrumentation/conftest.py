@@ -13,9 +13,9 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from otelbench_instrumentation import OpenAIInstrumentor
 
 from otelbench.mock import MockServer
+from otelbench_instrumentation import OpenAIInstrumentor
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 

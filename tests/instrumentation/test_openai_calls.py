@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import openai
 import pytest
 from opentelemetry.trace import SpanKind
-from otelbench_instrumentation import semconv
 
 from otelbench.mock import MockServer
+from otelbench_instrumentation import semconv
 
 from ..conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS
 from .conftest import API_KEY, Otel, headers
@@ -88,7 +89,9 @@ def test_stream_ttft_matches_mock_within_2ms(
     otel: Otel, client: openai.OpenAI, mock_server: MockServer, ttft_ms: int
 ) -> None:
     # Warm up: the SDK's first stream builds its chunk types, which is no part of the TTFT.
-    list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "w"}], stream=True))
+    list(
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "w"}], stream=True)
+    )
     otel.exporter.clear()
     stream = client.chat.completions.create(
         model=MODEL,
@@ -345,5 +348,5 @@ def test_concurrent_async_streams_keep_their_own_ttft(otel: Otel, mock_server: M
     assert sorted(measured, key=measured.__getitem__) == delays, measured
     for delay_ms, ttft in measured.items():
         assert delay_ms / 1000 <= ttft < delay_ms / 1000 + 0.030, measured
-    gaps = [measured[b] - measured[a] for a, b in zip(delays, delays[1:], strict=False)]
+    gaps = [measured[b] - measured[a] for a, b in itertools.pairwise(delays)]
     assert all(0.005 < g < 0.025 for g in gaps), gaps

@@ -7,9 +7,9 @@ import gc
 
 import openai
 import pytest
-from otelbench_instrumentation import semconv
 
 from otelbench.mock import Fault, MockServer
+from otelbench_instrumentation import semconv
 
 from ..conftest import MOCK_OUTPUT_TOKENS
 from .conftest import API_KEY, Otel, headers

@@ -7,14 +7,14 @@ import json
 from typing import Any
 
 import openai
-import otelbench_instrumentation
 import pytest
 from opentelemetry.metrics import Meter, MeterProvider, NoOpMeter
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.trace import NoOpTracer, Tracer, TracerProvider
-from otelbench_instrumentation import OpenAIInstrumentor, semconv
 
+import otelbench_instrumentation
 from otelbench.mock import MockServer
+from otelbench_instrumentation import OpenAIInstrumentor, semconv
 
 from .conftest import API_KEY, Otel, make_providers
 
@@ -70,7 +70,11 @@ def _workload(server: MockServer) -> list[Any]:
     with openai.OpenAI(base_url=server.openai_base_url, api_key=API_KEY) as c:
         r = c.chat.completions.create(model="gpt-safe", messages=[{"role": "user", "content": PROMPT}])
         seen.append(
-            (type(r).__name__, _shape(r.choices[0].message.content), r.usage.completion_tokens if r.usage else None)
+            (
+                type(r).__name__,
+                _shape(r.choices[0].message.content),
+                r.usage.completion_tokens if r.usage else None,
+            )
         )
         stream = c.chat.completions.create(
             model="gpt-safe", messages=[{"role": "user", "content": PROMPT}], stream=True

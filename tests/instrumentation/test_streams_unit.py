@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+
 from otelbench_instrumentation import semconv
 from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
 from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy

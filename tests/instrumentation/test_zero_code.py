@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from otelbench_instrumentation import semconv
-
 from otelbench.mock import MockServer
+from otelbench_instrumentation import semconv
 
 ROOT = Path(__file__).resolve().parents[2]
 
