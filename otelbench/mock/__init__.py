@@ -1,0 +1,85 @@
+"""A fast, protocol-faithful mock of the OpenAI, Anthropic and Ollama HTTP APIs.
+
+    from otelbench.mock import MockServer, MockConfig, ModelProfile, Dist, Fault
+
+    with MockServer(MockConfig(seed=1)) as server:
+        client = openai.OpenAI(base_url=server.openai_base_url, api_key="x")
+        server.script("gpt-4o-mini", [Fault.status(429, retry_after=0.01), Fault.ok()])
+        ...
+        server.records        # ground truth, one RequestRecord per finished request
+
+The server is a plain `asyncio.Protocol` + `httptools` HTTP/1.1 server (keep-alive, Content-Length
+request bodies, chunked responses) running its own event loop in a daemon thread. It binds
+127.0.0.1 (port 0 = a free port) and never needs the network. In-process, the server shares the GIL
+with the client under test, so a busy client (dozens of concurrent streams) delays the server's
+writes by milliseconds; `MockServer(config, isolated=True)` runs it in a child process with the
+same API (records and scripts go through a pipe) and keeps the schedule within ~0.2 ms. Timers use
+an epoll wrapper with microsecond timeouts (plain epoll rounds up to whole milliseconds).
+
+Endpoints
+    OpenAI     POST /v1/chat/completions, /v1/responses, /v1/embeddings; GET /v1/models
+    Anthropic  POST /v1/messages, /v1/messages/count_tokens; GET /v1/models (with `anthropic-version`)
+    Ollama     POST /api/chat, /api/generate, /api/embed, /api/embeddings; GET /api/tags, /api/version, /
+
+Latency model (per model `ModelProfile`: exact name, then fnmatch patterns, then the default)
+    * Streams: the response headers (plus role-only / bookkeeping events such as OpenAI's role chunk,
+      Anthropic's message_start, Responses' response.created) are written on arrival; content chunk i
+      (one output token: a short word and a space) at arrival + ttft + itl_1 + ... + itl_i, on absolute
+      `loop.time()` deadlines so sleeps never drift. The closing events follow the last chunk at once.
+    * Non-streamed bodies are written at arrival + ttft + (n-1) * itl. Embeddings: arrival + ttft.
+    * "arrival" is when the whole request had been read.
+    * n = sampled `output_tokens` (at least 1), capped by the request's `max_tokens`,
+      `max_completion_tokens`, `max_output_tokens` or Ollama `options.num_predict`; a capped reply
+      has finish reason "length" / stop_reason "max_tokens" / done_reason "length" (Responses API:
+      status "incomplete").
+    * ttft = sampled ttft + ttft_per_input_token * input_tokens. Ollama: multiplied by
+      (1 + options.num_ctx / 8192) when num_ctx is given, so num_ctx sweeps have an effect.
+    * Input tokens are estimated as max(1, characters of message text // 4).
+
+Per-request overrides (request headers; they replace the profile's values)
+    x-mock-ttft-ms: FLOAT          time to first token
+    x-mock-itl-ms: FLOAT           inter-token latency (fixed)
+    x-mock-output-tokens: INT      output tokens before the max-tokens cap
+    x-mock-fault: SPEC             429 | 500 | 503 | 529 | any 4xx/5xx code, optionally CODE:RETRY_AFTER;
+                                   disconnect:N (close the connection after N content chunks, no
+                                   terminating chunk; a non-streamed request gets no response at all);
+                                   hang:SECONDS (wait, at most 300 s, then answer normally); ok
+    x-mock-retry-after: SECONDS    `retry-after` (and `retry-after-ms`) on an injected error status
+The Ollama SDK can't set per-request headers: pass them as `ollama.Client(headers=...)`.
+
+Faults are chosen in this order: a step queued with `server.script(model, steps)` for the request's
+model, then one queued for any model (`script(None, ...)`), then `x-mock-fault`, then a random draw
+from `MockConfig.fault_rates` ({spec: probability}); otherwise the request succeeds.
+
+Provider behaviours worth knowing
+    * Tool calls: when the request offers function tools (and tool_choice isn't "none") and the last
+      message isn't a tool result, the reply is a call to the chosen (or first) function whose
+      arguments are `{"<first schema property>": "<words>"}`, streamed as one fragment per token.
+    * Reasoning tokens: models whose name contains "reasoning", or starts with "o<digit>" or "gpt-5",
+      report reasoning tokens = max(1, n // 2) on top of the n visible tokens (OpenAI only).
+    * Cached tokens: OpenAI requests repeating a `prompt_cache_key` (per model) report 3/4 of the
+      prompt as cached; Anthropic blocks with `cache_control` write the cache on first use and read
+      it afterwards (keyed by the text up to the last marked block).
+    * Errors use each provider's own JSON shape; bodies > 8 MiB get 413, malformed JSON 400.
+    * Every response carries `x-request-id` (Anthropic: `request-id`) = `RequestRecord.request_id`.
+
+Ground truth: `server.records` (thread-safe snapshot; a record is stored *before* the response's
+last bytes are written, so a client that has read a whole response always finds it) and, with `MockConfig.ground_truth_path`, one
+JSON line per request holding every `RequestRecord` field plus wall-clock `*_unix_ns` twins of the
+`perf_counter_ns` times.
+"""
+
+from __future__ import annotations
+
+from .model import MAX_HANG_SECONDS, Dist, Fault, MockConfig, ModelProfile, RequestRecord
+from .server import MockServer
+
+__all__ = [
+    "MAX_HANG_SECONDS",
+    "Dist",
+    "Fault",
+    "MockConfig",
+    "MockServer",
+    "ModelProfile",
+    "RequestRecord",
+]

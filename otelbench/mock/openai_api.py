@@ -1,0 +1,600 @@
+"""OpenAI wire protocol: chat completions, responses, embeddings, models (JSON and SSE)."""
+
+from __future__ import annotations
+
+import array
+import base64
+import math
+import random
+import re
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from .core import (
+    SSE_CT,
+    WORDS,
+    WORDS_JSON,
+    ErrorReply,
+    ProtocolSpec,
+    RequestContext,
+    dumps,
+    estimate_tokens,
+    jstr,
+    text_of,
+    word_index,
+)
+
+_ERROR_KINDS = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "not_found"),
+    413: ("invalid_request_error", "request_too_large"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+
+def error_body(err: ErrorReply) -> bytes:
+    """OpenAI's `{"error": {message, type, param, code}}`."""
+    kind, code = _ERROR_KINDS.get(
+        err.status, ("server_error" if err.status >= 500 else "invalid_request_error", None)
+    )
+    return dumps({"error": {"message": err.message, "type": kind, "param": err.param, "code": code}})
+
+
+OPENAI = ProtocolSpec("openai", error_body)
+
+_DONE = b"data: [DONE]\n\n"
+_REASONING_MODEL = re.compile(r"reasoning|^o\d|^gpt-5")
+
+
+# -- request inspection ----------------------------------------------------------------------
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ErrorReply(400, "you must provide a model parameter", param="model")
+    return model
+
+
+def _content_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, dict):
+                text = part.get("text")
+                if isinstance(text, str):
+                    total += len(text)
+            elif isinstance(part, str):
+                total += len(part)
+        return total
+    return 0
+
+
+def _max_tokens(body: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is not None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ErrorReply(400, f"{name} must be a positive integer", param=name)
+            return value
+    return None
+
+
+def _is_reasoning(model: str) -> bool:
+    return _REASONING_MODEL.search(model) is not None
+
+
+def _reasoning_tokens(model: str, n: int) -> int:
+    # Deterministic: "reasoning" models think half as many tokens as they answer with.
+    return max(1, n // 2) if _is_reasoning(model) else 0
+
+
+def _cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int) -> int:
+    # A prompt_cache_key seen before hits the cache for three quarters of the prompt.
+    key = body.get("prompt_cache_key")
+    if not isinstance(key, str) or not key:
+        return 0
+    cache = ctx.app.openai_cache_keys
+    full_key = f"{body.get('model')}\0{key}"
+    if full_key in cache:
+        return max(1, input_tokens * 3 // 4)
+    cache.add(full_key)
+    return 0
+
+
+def _tool_target(tools: Any, tool_choice: Any, *, nested: bool) -> tuple[str, str] | None:
+    """(function name, first parameter name) of the tool to call, or None for a text answer."""
+    if not isinstance(tools, list) or not tools or tool_choice == "none":
+        return None
+    wanted = None
+    if isinstance(tool_choice, dict):
+        fn = tool_choice.get("function") if nested else tool_choice
+        if isinstance(fn, dict):
+            wanted = fn.get("name")
+    for tool in tools:
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function":
+            continue
+        fn = tool.get("function") if nested else tool
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            continue
+        if wanted is not None and fn["name"] != wanted:
+            continue
+        return fn["name"], _first_param(fn.get("parameters"))
+    return None
+
+
+def _first_param(schema: Any) -> str:
+    if isinstance(schema, dict):
+        props = schema.get("properties")
+        if isinstance(props, dict) and props:
+            return str(next(iter(props)))
+    return "query"
+
+
+def tool_fragment(salt: int, i: int, n: int, param: str) -> str:
+    """Argument fragment `i` of `n`: together they form `{"<param>": "<words>"}`."""
+    text = WORDS[word_index(salt, i)]
+    if i == 0:
+        text = '{"' + param + '": "' + text
+    if i == n - 1:
+        text += '"}'
+    return text
+
+
+def tool_arguments(salt: int, n: int, param: str) -> str:
+    """All argument fragments joined."""
+    return "".join(tool_fragment(salt, i, n, param) for i in range(n))
+
+
+# -- chat completions ------------------------------------------------------------------------------
+
+
+async def chat_completions(ctx: RequestContext) -> None:
+    """POST /v1/chat/completions."""
+    body = ctx.json()
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ErrorReply(400, "messages must be a non-empty array", param="messages")
+    stream = body.get("stream") is True
+    ctx.rec.stream = stream
+    chars = 0
+    for message in messages:
+        if isinstance(message, dict):
+            chars += _content_chars(message.get("content"))
+            for call in message.get("tool_calls") or ():
+                if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                    chars += len(str(call["function"].get("arguments", "")))
+    input_tokens = estimate_tokens(chars)
+    plan = await ctx.plan(model, input_tokens, _max_tokens(body, "max_completion_tokens", "max_tokens"))
+    last_role = messages[-1].get("role") if isinstance(messages[-1], dict) else None
+    tool = (
+        None if last_role == "tool" else _tool_target(body.get("tools"), body.get("tool_choice"), nested=True)
+    )
+    n = plan.n
+    reasoning = _reasoning_tokens(model, n)
+    cached = _cached_tokens(ctx, body, input_tokens)
+    rec = ctx.rec
+    rec.output_tokens = n + reasoning
+    rec.reasoning_tokens = reasoning
+    rec.cache_read_tokens = cached
+    finish = "length" if plan.capped else ("tool_calls" if tool else "stop")
+    usage = {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": n + reasoning,
+        "total_tokens": input_tokens + n + reasoning,
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    salt = ctx.salt
+    cid = f"chatcmpl-{rec.request_id[4:]}"
+    created = int(time.time())
+    call_id = f"call_{rec.request_id[4:]}"
+    if not stream:
+        reply: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None, "annotations": []}
+        if tool:
+            arguments = tool_arguments(salt, n, tool[1])
+            reply["tool_calls"] = [
+                {"id": call_id, "type": "function", "function": {"name": tool[0], "arguments": arguments}}
+            ]
+        else:
+            reply["content"] = text_of(salt, n)
+        payload = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "message": reply, "logprobs": None, "finish_reason": finish}],
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": "fp_mock",
+        }
+        await ctx.reply_json(plan, dumps(payload))
+        return
+
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    head = b'data: {"id":"%b","object":"chat.completion.chunk","created":%d,"model":%b,' % (
+        cid.encode(),
+        created,
+        dumps(model),
+    )
+    head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
+    tail = b',"logprobs":null,"finish_reason":null}]' + (b',"usage":null}\n\n' if include_usage else b"}\n\n")
+    preamble = head + b'{"role":"assistant","content":"","refusal":null}' + tail
+
+    chunk: Callable[[int], bytes]
+    if tool:
+        name, param = tool
+        first_open = (
+            b'{"tool_calls":[{"index":0,"id":"%b","type":"function","function":{"name":%b,"arguments":"'
+            % (
+                call_id.encode(),
+                dumps(name),
+            )
+        )
+        next_open = b'{"tool_calls":[{"index":0,"function":{"arguments":"'
+
+        def chunk(i: int) -> bytes:
+            opener = first_open if i == 0 else next_open
+            return b'%b%b%b"}}]}%b' % (head, opener, jstr(tool_fragment(salt, i, n, param)), tail)
+
+    else:
+
+        def chunk(i: int) -> bytes:
+            return b'%b{"content":"%b"}%b' % (head, WORDS_JSON[word_index(salt, i)], tail)
+
+    def epilogue() -> bytes:
+        out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())
+        out += b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        if include_usage:
+            out += head.split(b'"choices"')[0] + b'"choices":[],"usage":' + dumps(usage) + b"}\n\n"
+        return out + _DONE
+
+    await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue)
+
+
+# -- responses ---------------------------------------------------------------------------------------
+
+
+def _responses_input_chars(body: dict[str, Any]) -> int:
+    chars = _content_chars(body.get("instructions"))
+    items = body.get("input")
+    if isinstance(items, str):
+        return chars + len(items)
+    if isinstance(items, list):
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            chars += _content_chars(item.get("content"))
+            for key in ("output", "arguments"):
+                value = item.get(key)
+                if isinstance(value, str):
+                    chars += len(value)
+    return chars
+
+
+def _response_object(
+    body: dict[str, Any],
+    rid: str,
+    created: int,
+    model: str,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: dict[str, Any] | None,
+) -> dict[str, Any]:
+    incomplete = status == "incomplete"
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "background": False,
+        "completed_at": int(time.time()) if status == "completed" else None,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "prompt_cache_key": body.get("prompt_cache_key"),
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_logprobs": 0,
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": usage,
+        "user": None,
+        "metadata": body.get("metadata") or {},
+    }
+
+
+async def responses(ctx: RequestContext) -> None:
+    """POST /v1/responses."""
+    body = ctx.json()
+    model = _model(body)
+    if body.get("input") is None and body.get("previous_response_id") is None:
+        raise ErrorReply(400, "missing required parameter: 'input'", param="input")
+    stream = body.get("stream") is True
+    ctx.rec.stream = stream
+    input_tokens = estimate_tokens(_responses_input_chars(body))
+    plan = await ctx.plan(model, input_tokens, _max_tokens(body, "max_output_tokens"))
+    items = body.get("input")
+    last = items[-1] if isinstance(items, list) and items else None
+    answered = isinstance(last, dict) and last.get("type") == "function_call_output"
+    tool = None if answered else _tool_target(body.get("tools"), body.get("tool_choice"), nested=False)
+    n = plan.n
+    reasoning = _reasoning_tokens(model, n)
+    cached = _cached_tokens(ctx, body, input_tokens)
+    rec = ctx.rec
+    rec.output_tokens = n + reasoning
+    rec.reasoning_tokens = reasoning
+    rec.cache_read_tokens = cached
+    usage = {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+        "output_tokens": n + reasoning,
+        "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": input_tokens + n + reasoning,
+    }
+    status = "incomplete" if plan.capped else "completed"
+    salt = ctx.salt
+    tail_id = rec.request_id[4:]
+    rid = f"resp_{tail_id}"
+    item_id = f"fc_{tail_id}" if tool else f"msg_{tail_id}"
+    created = int(time.time())
+
+    def final_item() -> dict[str, Any]:
+        if tool:
+            return {
+                "id": item_id,
+                "type": "function_call",
+                "status": "completed",
+                "call_id": f"call_{tail_id}",
+                "name": tool[0],
+                "arguments": tool_arguments(salt, n, tool[1]),
+            }
+        return {
+            "id": item_id,
+            "type": "message",
+            "status": status,
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text_of(salt, n), "annotations": [], "logprobs": []}],
+        }
+
+    if not stream:
+        payload = _response_object(body, rid, created, model, status, [final_item()], usage)
+        await ctx.reply_json(plan, dumps(payload))
+        return
+
+    def event(kind: str, data: dict[str, Any]) -> bytes:
+        return b"event: %b\ndata: %b\n\n" % (kind.encode(), dumps(data))
+
+    shell = _response_object(body, rid, created, model, "in_progress", [], None)
+    preamble = event(
+        "response.created", {"type": "response.created", "sequence_number": 0, "response": shell}
+    )
+    preamble += event(
+        "response.in_progress", {"type": "response.in_progress", "sequence_number": 1, "response": shell}
+    )
+    if tool:
+        added_item: dict[str, Any] = {
+            "id": item_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "call_id": f"call_{tail_id}",
+            "name": tool[0],
+            "arguments": "",
+        }
+    else:
+        added_item = {
+            "id": item_id,
+            "type": "message",
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+    opening = event(
+        "response.output_item.added",
+        {"type": "response.output_item.added", "sequence_number": 2, "output_index": 0, "item": added_item},
+    )
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    if not tool:
+        opening += event(
+            "response.content_part.added",
+            {
+                "type": "response.content_part.added",
+                "sequence_number": 3,
+                "item_id": item_id,
+                "output_index": 0,
+                "content_index": 0,
+                "part": part,
+            },
+        )
+    first_seq = 3 if tool else 4
+    if tool:
+        param = tool[1]
+        delta_head = (
+            b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":"%b","output_index":0,"sequence_number":'
+            % item_id.encode()
+        )
+
+        def chunk(i: int) -> bytes:
+            data = b'%b%d,"delta":"%b"}\n\n' % (
+                delta_head,
+                first_seq + i,
+                jstr(tool_fragment(salt, i, n, param)),
+            )
+            return opening + data if i == 0 else data
+
+    else:
+        delta_head = (
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"%b","output_index":0,"content_index":0,"logprobs":[],"sequence_number":'
+            % item_id.encode()
+        )
+
+        def chunk(i: int) -> bytes:
+            data = b'%b%d,"delta":"%b"}\n\n' % (delta_head, first_seq + i, WORDS_JSON[word_index(salt, i)])
+            return opening + data if i == 0 else data
+
+    def epilogue() -> bytes:
+        seq = first_seq + n
+        item = final_item()
+        out = b""
+        if tool:
+            out += event(
+                "response.function_call_arguments.done",
+                {
+                    "type": "response.function_call_arguments.done",
+                    "sequence_number": seq,
+                    "item_id": item_id,
+                    "output_index": 0,
+                    "arguments": item["arguments"],
+                },
+            )
+            seq += 1
+        else:
+            text = item["content"][0]["text"]
+            common = {"item_id": item_id, "output_index": 0, "content_index": 0}
+            out += event(
+                "response.output_text.done",
+                {
+                    "type": "response.output_text.done",
+                    "sequence_number": seq,
+                    **common,
+                    "text": text,
+                    "logprobs": [],
+                },
+            )
+            out += event(
+                "response.content_part.done",
+                {
+                    "type": "response.content_part.done",
+                    "sequence_number": seq + 1,
+                    **common,
+                    "part": {**part, "text": text},
+                },
+            )
+            seq += 2
+        out += event(
+            "response.output_item.done",
+            {"type": "response.output_item.done", "sequence_number": seq, "output_index": 0, "item": item},
+        )
+        final = _response_object(body, rid, created, model, status, [item], usage)
+        kind = f"response.{status}"
+        return out + event(kind, {"type": kind, "sequence_number": seq + 1, "response": final})
+
+    await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue)
+
+
+# -- embeddings ----------------------------------------------------------------------------------------
+
+_BASE_VECTORS: dict[int, tuple[list[float], bytes]] = {}
+
+
+def _base_vector(dims: int) -> tuple[list[float], bytes]:
+    cached = _BASE_VECTORS.get(dims)
+    if cached is None:
+        rng = random.Random(dims)
+        values = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+        norm = math.sqrt(sum(v * v for v in values)) or 1.0
+        floats = array.array("f", [v / norm for v in values])
+        cached = _BASE_VECTORS[dims] = (floats.tolist(), floats.tobytes())
+    return cached
+
+
+def embedding_vector(text: str, dims: int, as_base64: bool) -> list[float] | str:
+    """A deterministic unit vector for `text`: the base vector rotated by a hash of the text."""
+    values, raw = _base_vector(dims)
+    k = zlib.crc32(text.encode()) % dims
+    if as_base64:
+        # float32 little-endian, as the API (and the SDK's default decoding) expects.
+        return base64.b64encode(raw[4 * k :] + raw[: 4 * k]).decode()
+    return values[k:] + values[:k]
+
+
+def embedding_inputs(value: Any) -> tuple[list[str], int]:
+    """(texts to embed, input tokens) from an embeddings `input`."""
+    if isinstance(value, str):
+        return [value], estimate_tokens(len(value))
+    if isinstance(value, list) and value:
+        if all(isinstance(v, int) for v in value):
+            return [repr(value)], len(value)
+        texts, tokens = [], 0
+        for v in value:
+            if isinstance(v, str):
+                texts.append(v)
+                tokens += estimate_tokens(len(v))
+            elif isinstance(v, list):
+                texts.append(repr(v))
+                tokens += max(1, len(v))
+            else:
+                raise ErrorReply(
+                    400, "input must be a string or an array of strings or tokens", param="input"
+                )
+        return texts, tokens
+    raise ErrorReply(400, "input must be a non-empty string or array", param="input")
+
+
+async def embeddings(ctx: RequestContext) -> None:
+    """POST /v1/embeddings."""
+    body = ctx.json()
+    model = _model(body)
+    texts, input_tokens = embedding_inputs(body.get("input"))
+    dims = body.get("dimensions")
+    if dims is None:
+        dims = 3072 if "large" in model else 1536
+    if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= 65536:
+        raise ErrorReply(400, "dimensions must be a positive integer", param="dimensions")
+    as_base64 = body.get("encoding_format") == "base64"
+    plan = await ctx.plan(model, input_tokens, 1)
+    plan.n = 1  # only the TTFT applies to an embedding
+    data = [
+        {"object": "embedding", "index": i, "embedding": embedding_vector(text, dims, as_base64)}
+        for i, text in enumerate(texts)
+    ]
+    payload = {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": input_tokens, "total_tokens": input_tokens},
+    }
+    await ctx.reply_json(plan, dumps(payload))
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "o4-mini-reasoning", "text-embedding-3-small")
+
+
+def model_ids(ctx: RequestContext) -> list[str]:
+    """Profile names that are not patterns, then a few defaults."""
+    names = [name for name in ctx.app.config.profiles if not any(c in name for c in "*?[")]
+    return names + [m for m in DEFAULT_MODELS if m not in names]
+
+
+async def list_models(ctx: RequestContext) -> None:
+    """GET /v1/models (OpenAI shape)."""
+    data = [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "otelbench-mock"}
+        for m in model_ids(ctx)
+    ]
+    await ctx.reply_json(None, dumps({"object": "list", "data": data}))

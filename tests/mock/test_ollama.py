@@ -1,0 +1,173 @@
+"""The official Ollama SDK against the mock (per-request headers go on the client)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from otelbench.mock import Fault, MockServer
+
+from .conftest import OUTPUT_TOKENS, TTFT_S, hdrs, records_for_model
+
+MODEL = "llama3.2:1b"
+MESSAGES: list[Any] = [{"role": "user", "content": "Say something about mocks, please."}]  # 8 tokens
+
+
+@pytest.fixture
+def client(mock: MockServer) -> Iterator[ollama.Client]:
+    with ollama.Client(host=mock.ollama_host) as c:
+        yield c
+
+
+def test_chat_json(client: ollama.Client, mock: MockServer) -> None:
+    response = client.chat(model=MODEL, messages=MESSAGES, stream=False)
+    assert response.done and response.done_reason == "stop" and response.model == MODEL
+    assert response.message.role == "assistant"
+    assert response.message.content and len(response.message.content.split()) == OUTPUT_TOKENS
+    assert (response.prompt_eval_count, response.eval_count) == (8, OUTPUT_TOKENS)
+    assert response.total_duration and response.eval_duration and response.prompt_eval_duration
+    assert response.load_duration is not None
+    record = records_for_model(mock, MODEL)[-1]
+    assert (record.protocol, record.path, record.stream, record.status) == ("ollama", "/api/chat", False, 200)
+    assert record.first_byte_ns is not None
+    # Reported durations are the planned ones; the body leaves at that time (or a little later).
+    written = record.first_byte_ns - record.arrival_ns
+    assert response.total_duration - 200_000 < written < response.total_duration + 5_000_000
+
+
+def test_chat_stream(client: ollama.Client, mock: MockServer) -> None:
+    parts = list(client.chat(model=MODEL, messages=MESSAGES, stream=True))
+    content = [p.message.content for p in parts if not p.done]
+    assert len(content) == OUTPUT_TOKENS and all(content)
+    final = parts[-1]
+    assert final.done and final.done_reason == "stop" and final.message.content == ""
+    assert final.eval_count == OUTPUT_TOKENS and final.prompt_eval_count == 8
+    assert all(p.created_at for p in parts)
+    record = records_for_model(mock, MODEL)[-1]
+    assert record.stream and record.chunks == OUTPUT_TOKENS
+    assert record.first_byte_ns is not None and record.last_byte_ns is not None
+    assert final.total_duration is not None and final.prompt_eval_duration is not None
+    assert abs(final.total_duration - (record.last_byte_ns - record.arrival_ns)) < 1_000_000
+    assert final.load_duration is not None
+    ttft_ns = record.first_byte_ns - record.arrival_ns
+    assert abs(final.load_duration + final.prompt_eval_duration - ttft_ns) < 1_000_000
+
+
+def test_generate_json_and_stream(client: ollama.Client) -> None:
+    response = client.generate(model=MODEL, prompt="Tell me about mocks.")
+    assert response.done and len(response.response.split()) == OUTPUT_TOKENS
+    assert response.context and response.prompt_eval_count == 5
+    parts = list(client.generate(model=MODEL, prompt="hi", stream=True))
+    assert "".join(p.response for p in parts).split() and parts[-1].done
+    assert sum(1 for p in parts if not p.done) == OUTPUT_TOKENS
+
+
+def test_num_predict_caps_and_num_ctx_scales_ttft(client: ollama.Client, mock: MockServer) -> None:
+    response = client.chat(
+        model=MODEL, messages=MESSAGES, options={"num_predict": 2, "num_ctx": 8192}, stream=False
+    )
+    assert response.done_reason == "length" and response.eval_count == 2
+    parts = list(client.chat(model=MODEL, messages=MESSAGES, options={"num_ctx": 8192}, stream=True))
+    assert parts[-1].done
+    record = records_for_model(mock, MODEL)[-1]
+    assert record.first_byte_ns is not None
+    # ttft doubles at num_ctx = 8192.
+    assert abs((record.first_byte_ns - record.arrival_ns) / 1e9 - 2 * TTFT_S) < 0.0006
+
+
+def test_async_client(mock: MockServer) -> None:
+    async def main() -> tuple[str, int, int]:
+        async with ollama.AsyncClient(host=mock.ollama_host) as c:
+            response = await c.chat(model=MODEL, messages=MESSAGES)
+            stream = await c.generate(model=MODEL, prompt="hi", stream=True)
+            parts = [p async for p in stream]
+            embedded = await c.embed(model="nomic-embed-text", input=["a", "b", "c"])
+            return response.message.content or "", len(parts), len(embedded.embeddings)
+
+    content, parts, embeddings = asyncio.run(main())
+    assert len(content.split()) == OUTPUT_TOKENS and parts == OUTPUT_TOKENS + 1 and embeddings == 3
+
+
+def test_embed_and_legacy_embeddings(client: ollama.Client, mock: MockServer) -> None:
+    response = client.embed(model="nomic-embed-text", input=["alpha", "beta"])
+    assert len(response.embeddings) == 2 and len(response.embeddings[0]) == 768
+    assert response.prompt_eval_count == 2 and response.total_duration
+    assert response.embeddings[0] != response.embeddings[1]
+    legacy = client.embeddings(model="nomic-embed-text", prompt="alpha")
+    assert list(legacy.embedding) == pytest.approx(list(response.embeddings[0]), abs=1e-6)
+    assert records_for_model(mock, "nomic-embed-text")[-1].path == "/api/embeddings"
+
+
+def test_list_models(client: ollama.Client) -> None:
+    assert MODEL in [m.model for m in client.list().models]
+
+
+def test_tool_call(client: ollama.Client) -> None:
+    tools: Any = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
+    response = client.chat(model=MODEL, messages=MESSAGES, tools=tools)
+    calls = response.message.tool_calls
+    assert calls and calls[0].function.name == "get_weather" and calls[0].function.arguments["city"]
+    streamed = [
+        p for p in client.chat(model=MODEL, messages=MESSAGES, tools=tools, stream=True) if not p.done
+    ]
+    assert len(streamed) == 1 and streamed[0].message.tool_calls
+
+
+@pytest.mark.parametrize("code", [429, 500, 503])
+def test_error_status(mock: MockServer, code: int) -> None:
+    with (
+        ollama.Client(host=mock.ollama_host, headers=hdrs(fault=code)) as c,
+        pytest.raises(ollama.ResponseError) as info,
+    ):
+        c.chat(model=MODEL, messages=MESSAGES)
+    assert info.value.status_code == code and "injected" in str(info.value.error)
+
+
+def test_scripted_fault_and_disconnect(client: ollama.Client, mock: MockServer) -> None:
+    model = "llama-scripted"
+    mock.script(model, [Fault.status(503), Fault.disconnect(2), Fault.ok()])
+    with pytest.raises(ollama.ResponseError):
+        client.chat(model=model, messages=MESSAGES)
+    seen: list[str] = []
+    with pytest.raises(httpx.RemoteProtocolError):  # the Ollama SDK doesn't wrap transport errors
+        seen.extend(p.message.content or "" for p in client.chat(model=model, messages=MESSAGES, stream=True))
+    assert len(seen) == 2
+    assert client.chat(model=model, messages=MESSAGES).done
+    assert [(r.status, r.fault) for r in records_for_model(mock, model)] == [
+        (503, "503"),
+        (200, "disconnect:2"),
+        (200, None),
+    ]
+
+
+def test_stream_timing(mock: MockServer) -> None:
+    server_ttft, gaps = [], []
+    with ollama.Client(host=mock.ollama_host, headers=hdrs(ttft_ms=20, itl_ms=2, output_tokens=12)) as c:
+        for _ in range(6):
+            seen = [
+                time.perf_counter_ns()
+                for p in c.chat(model="llama-timing", messages=MESSAGES, stream=True)
+                if not p.done
+            ]
+            record = records_for_model(mock, "llama-timing")[-1]
+            assert record.first_byte_ns is not None and len(seen) == 12
+            server_ttft.append((record.first_byte_ns - record.arrival_ns) / 1e6)
+            gaps.extend((b - a) / 1e6 for a, b in itertools.pairwise(seen))
+    assert abs(statistics.median(server_ttft) - 20) < 0.6, server_ttft
+    assert abs(statistics.median(gaps) - 2) < 0.5, gaps

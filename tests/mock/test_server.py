@@ -1,0 +1,418 @@
+"""HTTP-level behaviour of the mock: keep-alive, pipelining, limits, errors, faults, lifecycle, records."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from otelbench.mock import MAX_HANG_SECONDS, Dist, Fault, MockConfig, MockServer, ModelProfile
+
+from .conftest import OUTPUT_TOKENS, hdrs, record_for, records_for_model
+
+CHAT = {"model": "gpt-raw", "messages": [{"role": "user", "content": "hello"}]}
+
+
+def post(
+    conn: http.client.HTTPConnection,
+    path: str,
+    body: bytes | dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on an open connection: (status, lower-cased headers, body)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn.request("POST", path, body=data, headers={"content-type": "application/json", **(headers or {})})
+    response = conn.getresponse()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+
+@pytest.fixture
+def conn(mock: MockServer) -> Any:
+    c = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
+    yield c
+    c.close()
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(conn: http.client.HTTPConnection) -> None:
+    for _ in range(3):
+        status, headers, body = post(conn, "/v1/chat/completions", CHAT)
+        assert status == 200 and headers["connection"] == "keep-alive"
+        assert json.loads(body)["object"] == "chat.completion"
+    # A streamed (chunked) response also leaves the connection reusable.
+    status, headers, body = post(conn, "/v1/chat/completions", {**CHAT, "stream": True})
+    assert status == 200 and headers["transfer-encoding"] == "chunked"
+    assert body.endswith(b"data: [DONE]\n\n")
+    assert post(conn, "/v1/chat/completions", CHAT)[0] == 200
+
+
+def test_pipelined_requests_are_answered_in_order(mock: MockServer) -> None:
+    body = json.dumps(CHAT).encode()
+    one = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
+    last = b"GET /v1/models HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", mock.port), timeout=5) as sock:
+        sock.sendall(one + one + last)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    first, second, third = data.split(b"HTTP/1.1 200 OK")[1:]
+    assert b"chat.completion" in first and b"chat.completion" in second and b'"object":"list"' in third
+
+
+def test_chunked_request_body(conn: http.client.HTTPConnection) -> None:
+    payload = json.dumps(CHAT).encode()
+    conn.request(
+        "POST",
+        "/v1/chat/completions",
+        body=iter([payload[:10], payload[10:]]),
+        headers={"content-type": "application/json", "transfer-encoding": "chunked"},
+        encode_chunked=True,
+    )
+    response = conn.getresponse()
+    assert response.status == 200 and json.loads(response.read())["choices"]
+
+
+@pytest.mark.parametrize(
+    ("path", "check"),
+    [
+        ("/v1/chat/completions", lambda b: b["error"]["type"] == "invalid_request_error"),
+        ("/v1/responses", lambda b: b["error"]["type"] == "invalid_request_error"),
+        ("/v1/messages", lambda b: b["type"] == "error" and b["error"]["type"] == "invalid_request_error"),
+        ("/api/chat", lambda b: isinstance(b["error"], str)),
+    ],
+)
+def test_malformed_json_gets_provider_400(conn: http.client.HTTPConnection, path: str, check: Any) -> None:
+    status, _, body = post(conn, path, b'{"model": "x", ')
+    assert status == 400 and check(json.loads(body))
+    # The connection survives a 400.
+    assert post(conn, "/v1/chat/completions", CHAT)[0] == 200
+
+
+def test_missing_fields_get_400(conn: http.client.HTTPConnection) -> None:
+    status, _, body = post(conn, "/v1/chat/completions", {"messages": []})
+    assert status == 400 and json.loads(body)["error"]["param"] == "model"
+    status, _, body = post(
+        conn, "/v1/messages", {"model": "claude", "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert status == 400 and "max_tokens" in json.loads(body)["error"]["message"]
+
+
+def test_unknown_path_and_method(conn: http.client.HTTPConnection) -> None:
+    status, _, body = post(conn, "/v1/nope", CHAT)
+    assert status == 404 and json.loads(body)["error"]["type"] == "invalid_request_error"
+    status, _, body = post(conn, "/api/nope", CHAT)
+    assert status == 404 and isinstance(json.loads(body)["error"], str)
+    conn.request("GET", "/v1/chat/completions")
+    response = conn.getresponse()
+    assert response.status == 405
+    response.read()
+    conn.request("GET", "/")
+    response = conn.getresponse()
+    assert response.status == 200 and response.read() == b"Ollama is running"
+
+
+def test_bad_override_header_names_it(conn: http.client.HTTPConnection) -> None:
+    status, _, body = post(conn, "/v1/chat/completions", CHAT, hdrs(ttft_ms="soon"))
+    assert status == 400 and "x-mock-ttft-ms" in json.loads(body)["error"]["message"]
+    status, _, body = post(conn, "/v1/chat/completions", CHAT, hdrs(fault="explode"))
+    assert status == 400 and "x-mock-fault" in json.loads(body)["error"]["message"]
+
+
+def test_oversized_body_gets_413_and_close(mock: MockServer) -> None:
+    c = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=10)
+    try:
+        status, headers, body = post(c, "/v1/chat/completions", b"x" * (8 * 1024 * 1024 + 1))
+    finally:
+        c.close()
+    assert status == 413 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "request_too_large"
+
+
+def test_small_body_limit_and_anthropic_shape() -> None:
+    with MockServer(MockConfig(max_body_bytes=1024)) as server:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            status, _, body = post(c, "/v1/messages", b"{" + b" " * 2048 + b"}")
+        finally:
+            c.close()
+        assert status == 413 and json.loads(body)["error"]["type"] == "request_too_large"
+        (record,) = server.records
+        assert record.status == 413 and record.protocol == "anthropic"
+
+
+def test_client_closing_mid_stream_is_recorded(mock: MockServer) -> None:
+    with openai.OpenAI(base_url=mock.openai_base_url, api_key="k", max_retries=0) as c:
+        stream = c.chat.completions.create(
+            model="gpt-early-close",
+            messages=CHAT["messages"],
+            stream=True,
+            extra_headers=hdrs(itl_ms=20, output_tokens=50),
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+        stream.close()
+        request_id = stream.response.headers["x-request-id"]
+    record = record_for(mock, request_id)
+    assert record.client_closed and 1 <= record.chunks < 50
+
+
+def test_non_stream_disconnect_sends_nothing(mock: MockServer) -> None:
+    with (
+        openai.OpenAI(base_url=mock.openai_base_url, api_key="k", max_retries=0) as c,
+        pytest.raises(openai.APIConnectionError),
+    ):
+        c.chat.completions.create(
+            model="gpt-vanish", messages=CHAT["messages"], extra_headers=hdrs(fault="disconnect:0")
+        )
+    (record,) = records_for_model(mock, "gpt-vanish")
+    assert record.fault == "disconnect:0" and record.first_byte_ns is None
+
+
+async def _concurrent_streams(
+    base_url: str, n_requests: int, ttft_ms: float, itl_ms: float, tokens: int
+) -> list[str]:
+    async def one(c: openai.AsyncOpenAI) -> str:
+        stream = await c.chat.completions.create(
+            model="gpt-concurrent",
+            messages=CHAT["messages"],
+            stream=True,
+            extra_headers=hdrs(ttft_ms=ttft_ms, itl_ms=itl_ms, output_tokens=tokens),
+        )
+        texts = [
+            ch.choices[0].delta.content async for ch in stream if ch.choices and ch.choices[0].delta.content
+        ]
+        assert len(texts) == tokens
+        return stream.response.headers["x-request-id"]
+
+    async with openai.AsyncOpenAI(base_url=base_url, api_key="k", max_retries=0) as c:
+        return await asyncio.gather(*(one(c) for _ in range(n_requests)))
+
+
+def test_concurrent_streams_in_process(mock: MockServer) -> None:
+    ids = asyncio.run(_concurrent_streams(mock.openai_base_url, 16, 10, 1, 8))
+    records = [record_for(mock, i) for i in ids]
+    assert all(r.chunks == 8 and r.status == 200 for r in records)
+
+
+def test_isolated_server_keeps_schedule_under_concurrency(tmp_path: Path) -> None:
+    n_requests, ttft_ms, itl_ms, tokens = 64, 20, 2, 10
+    truth = tmp_path / "truth.jsonl"
+    with MockServer(MockConfig(ground_truth_path=str(truth)), isolated=True) as server:
+        server.script("gpt-concurrent", [Fault.status(503)])
+        with pytest.raises(openai.InternalServerError):
+            asyncio.run(_concurrent_streams(server.openai_base_url, 1, ttft_ms, itl_ms, tokens))
+        server.clear_records()
+        ids = asyncio.run(_concurrent_streams(server.openai_base_url, n_requests, ttft_ms, itl_ms, tokens))
+        records = {r.request_id: r for r in server.records}
+    assert set(records) == set(ids)
+    ttfts = [((r.first_byte_ns or 0) - r.arrival_ns) / 1e6 for r in records.values()]
+    spans = [((r.last_byte_ns or 0) - (r.first_byte_ns or 0)) / 1e6 for r in records.values()]
+    # In its own process the server keeps its schedule however busy the client is; 64 first chunks
+    # due at the same instant are written one after another (~30 us each), and two CPUs are shared
+    # with the client, so allow a little spread but no shifted tail.
+    assert abs(statistics.median(ttfts) - ttft_ms) < 1.5, ttfts
+    assert sorted(ttfts)[int(0.9 * len(ttfts))] < ttft_ms + 3, ttfts
+    assert abs(statistics.median(spans) - (tokens - 1) * itl_ms) < 2.5, spans
+    assert len(truth.read_text().splitlines()) == n_requests + 1
+
+
+def test_isolated_server_start_failure_is_raised() -> None:
+    with MockServer() as running, pytest.raises(OSError):
+        MockServer(MockConfig(port=running.port), isolated=True).start()
+
+
+# -- lifecycle, ground truth, configuration ----------------------------------------------------------------
+
+
+def test_lifecycle_idempotent_and_port_in_use() -> None:
+    server = MockServer()
+    server.stop()  # before start: no-op
+    server.start()
+    server.start()  # already running: no-op
+    assert server.url == f"http://127.0.0.1:{server.port}" and server.port > 0
+    assert server.openai_base_url == server.url + "/v1"
+    assert server.anthropic_base_url == server.ollama_host == server.url
+    with pytest.raises(OSError), MockServer(MockConfig(port=server.port)):
+        pass
+    server.stop()
+    server.stop()
+
+
+def test_stop_with_streams_in_flight() -> None:
+    server = MockServer(
+        MockConfig(default_profile=ModelProfile(itl=Dist.fixed(0.05), output_tokens=Dist.fixed(100)))
+    )
+    server.start()
+    try:
+        with openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0) as c:
+            stream = c.chat.completions.create(model="m", messages=CHAT["messages"], stream=True)
+            next(iter(stream))
+            server.stop()
+            with pytest.raises(openai.APIConnectionError):
+                list(stream)
+    finally:
+        server.stop()
+    (record,) = server.records
+    assert record.chunks < 100
+
+
+def test_ground_truth_file(tmp_path: Path) -> None:
+    path = tmp_path / "truth.jsonl"
+    with MockServer(MockConfig(ground_truth_path=str(path))) as server:
+        with openai.OpenAI(base_url=server.openai_base_url, api_key="k") as c:
+            before = time.time_ns()
+            list(c.chat.completions.create(model="m", messages=CHAT["messages"], stream=True))
+            c.chat.completions.create(model="m", messages=CHAT["messages"])
+            after = time.time_ns()
+        records = server.records
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["request_id"] for r in rows] == [r.request_id for r in records]
+    first = rows[0]
+    assert first["stream"] is True and first["chunks"] == 32
+    assert (
+        before
+        <= first["arrival_unix_ns"]
+        <= first["first_byte_unix_ns"]
+        <= first["last_byte_unix_ns"]
+        <= after
+    )
+    assert (
+        first["first_byte_unix_ns"] - first["arrival_unix_ns"] == first["first_byte_ns"] - first["arrival_ns"]
+    )
+    assert rows[1]["headers_unix_ns"] is None
+
+
+def test_records_clear(mock: MockServer, conn: http.client.HTTPConnection) -> None:
+    post(conn, "/v1/chat/completions", CHAT)
+    assert mock.records
+    mock.clear_records()
+    assert mock.records == []
+
+
+def test_fault_rates_are_seeded() -> None:
+    def outcomes(seed: int) -> list[int]:
+        with MockServer(MockConfig(seed=seed, fault_rates={"503": 0.5})) as server:
+            c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            try:
+                return [post(c, "/v1/embeddings", {"model": "e", "input": "x"})[0] for _ in range(12)]
+            finally:
+                c.close()
+
+    first = outcomes(5)
+    assert first == outcomes(5) and set(first) == {200, 503}
+
+
+def test_profiles_exact_then_pattern() -> None:
+    fast, slow = ModelProfile(ttft=Dist.fixed(0.001)), ModelProfile(ttft=Dist.fixed(0.03))
+    config = MockConfig(profiles={"llama3*": slow, "llama3-fast": fast})
+    assert config.profile_for("llama3-fast") is fast
+    assert config.profile_for("llama3.2:1b") is slow
+    assert config.profile_for("gpt-4o") is config.default_profile
+    with MockServer(config) as server:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            for model in ("llama3-fast", "llama3.2"):
+                post(c, "/api/chat", {"model": model, "messages": [], "stream": False}, hdrs(output_tokens=1))
+        finally:
+            c.close()
+        fast_rec, slow_rec = server.records
+    assert fast_rec.first_byte_ns and slow_rec.first_byte_ns
+    assert (
+        (fast_rec.first_byte_ns - fast_rec.arrival_ns) < 10e6 < (slow_rec.first_byte_ns - slow_rec.arrival_ns)
+    )
+
+
+def test_ttft_per_input_token_and_sampled_lengths() -> None:
+    profile = ModelProfile(
+        ttft=Dist.fixed(0.001),
+        ttft_per_input_token=0.0001,
+        output_tokens=Dist.normal(20, 5),
+        itl=Dist.fixed(0),
+    )
+    with MockServer(MockConfig(seed=1, default_profile=profile)) as server:
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            long_prompt = {"model": "m", "messages": [{"role": "user", "content": "x" * 4000}]}
+            for _ in range(10):
+                post(c, "/v1/chat/completions", long_prompt)
+        finally:
+            c.close()
+        records = server.records
+    assert {r.input_tokens for r in records} == {1000}
+    delays = [((r.first_byte_ns or 0) - r.arrival_ns) / 1e9 for r in records]
+    assert all(d >= 0.101 for d in delays) and statistics.median(delays) < 0.1016, (
+        delays
+    )  # 1 ms + 1000 * 0.1 ms
+    assert len({r.output_tokens for r in records}) > 3
+
+
+# -- value types ------------------------------------------------------------------------------------------------
+
+
+def test_dist_sampling() -> None:
+    import random
+
+    rng = random.Random(0)
+    assert Dist.fixed(0.05).sample(rng) == 0.05
+    normal = [Dist.normal(0.01, 0.05).sample(rng) for _ in range(500)]
+    assert min(normal) >= 0.0 and statistics.mean(normal) > 0
+    lognormal = [Dist.lognormal(0.02, 0.5).sample(rng) for _ in range(2000)]
+    assert min(lognormal) > 0 and abs(statistics.median(lognormal) - 0.02) < 0.003
+    assert set(Dist.empirical([1, 2, 3]).sample(rng) for _ in range(100)) == {1, 2, 3}
+    a, b = random.Random(9), random.Random(9)
+    d = Dist.lognormal(1, 1)
+    assert [d.sample(a) for _ in range(5)] == [d.sample(b) for _ in range(5)]
+    assert Dist.lognormal(20, 0.3).scaled(1e-3).params == pytest.approx(Dist.lognormal(0.02, 0.3).params)
+    assert Dist.empirical([1, 3]).mean == 2 and Dist.fixed(2).scaled(0.5) == Dist.fixed(1)
+    for bad in (
+        lambda: Dist.fixed(-1),
+        lambda: Dist.normal(1, -1),
+        lambda: Dist.lognormal(0, 1),
+        lambda: Dist.empirical([]),
+    ):
+        with pytest.raises(ValueError):
+            bad()
+
+
+def test_fault_specs() -> None:
+    assert Fault.parse("429") == Fault.status(429)
+    assert Fault.parse("429:1.5") == Fault.status(429, retry_after=1.5)
+    assert Fault.parse("503", retry_after=2) == Fault.status(503, retry_after=2)
+    assert Fault.parse("disconnect:4") == Fault.disconnect(4)
+    assert Fault.parse("hang:2") == Fault.hang(2)
+    assert Fault.parse("ok") == Fault.ok()
+    assert Fault.hang(10_000).seconds == MAX_HANG_SECONDS
+    assert [f.label for f in (Fault.ok(), Fault.status(529), Fault.disconnect(0), Fault.hang(0.5))] == [
+        None,
+        "529",
+        "disconnect:0",
+        "hang:0.5",
+    ]
+    for bad in ("", "boom", "200", "disconnect:x", "hang:-1", "429:soon"):
+        with pytest.raises(ValueError):
+            Fault.parse(bad)
+    with pytest.raises(ValueError):
+        MockConfig(fault_rates={"429": 0.8, "503": 0.8})
+
+
+def test_hang_then_normal_answer(mock: MockServer) -> None:
+    with openai.OpenAI(base_url=mock.openai_base_url, api_key="k", max_retries=0) as c:
+        start = time.perf_counter()
+        completion = c.chat.completions.create(
+            model="gpt-hang-short", messages=CHAT["messages"], extra_headers=hdrs(fault="hang:0.05")
+        )
+        elapsed = time.perf_counter() - start
+    assert (
+        completion.choices[0].message.content
+        and len(completion.choices[0].message.content.split()) == OUTPUT_TOKENS
+    )
+    assert 0.05 < elapsed < 0.5
