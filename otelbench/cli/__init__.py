@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from otelbench.errors import OtelbenchError
 
-from . import mock, replay
+from . import mock, replay, run
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (replay, mock):
+    for module in (replay, mock, run):
         module.register(sub)
     for command in sub.choices.values():
         # Also accept `otelbench replay --debug`; SUPPRESS keeps the top-level value otherwise.
