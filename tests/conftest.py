@@ -25,6 +25,16 @@ def mock_server() -> Iterator[MockServer]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def isolated_mock_server() -> Iterator[MockServer]:
+    """The same mock in a child process, for timing tests: no GIL shared with the client."""
+    profile = ModelProfile(
+        ttft=Dist.fixed(MOCK_TTFT_S), itl=Dist.fixed(MOCK_ITL_S), output_tokens=Dist.fixed(MOCK_OUTPUT_TOKENS)
+    )
+    with MockServer(MockConfig(seed=7, default_profile=profile), isolated=True) as server:
+        yield server
+
+
 @pytest.fixture(autouse=True)
 def _restore_environment() -> Iterator[None]:
     saved = dict(os.environ)

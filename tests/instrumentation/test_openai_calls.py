@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
+import time
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -84,15 +85,28 @@ def test_chat_completion_span_and_metrics(otel: Otel, client: openai.OpenAI, moc
     assert semconv.METRIC_TIME_PER_OUTPUT_CHUNK not in metrics
 
 
+@pytest.fixture
+def isolated_client(isolated_mock_server: MockServer) -> Iterator[openai.OpenAI]:
+    """A client of the mock running in its own process, so server timings do not share our GIL."""
+    with openai.OpenAI(base_url=isolated_mock_server.openai_base_url, api_key=API_KEY) as c:
+        yield c
+
+
 @pytest.mark.parametrize("ttft_ms", [20, 60])
 def test_stream_ttft_matches_mock_within_2ms(
-    otel: Otel, client: openai.OpenAI, mock_server: MockServer, ttft_ms: int
+    otel: Otel, isolated_client: openai.OpenAI, isolated_mock_server: MockServer, ttft_ms: int
 ) -> None:
+    client, mock_server = isolated_client, isolated_mock_server
     # Warm up: the SDK's first stream builds its chunk types, which is no part of the TTFT.
+    # Another model name keeps its metric points apart from the measured call's.
     list(
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "w"}], stream=True)
+        client.chat.completions.create(
+            model="gpt-warm-up", messages=[{"role": "user", "content": "w"}], stream=True
+        )
     )
     otel.exporter.clear()
+    mock_server.clear_records()
+    called_ns = time.perf_counter_ns()
     stream = client.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "count"}],
@@ -100,7 +114,12 @@ def test_stream_ttft_matches_mock_within_2ms(
         stream_options={"include_usage": True},
         extra_headers=headers(ttft_ms=ttft_ms),
     )
-    texts = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    texts = []
+    seen_ns = 0
+    for c in stream:
+        if c.choices and c.choices[0].delta.content:
+            seen_ns = seen_ns or time.perf_counter_ns()
+            texts.append(c.choices[0].delta.content)
     assert len(texts) == MOCK_OUTPUT_TOKENS
 
     span = _only_span(otel)
@@ -108,34 +127,48 @@ def test_stream_ttft_matches_mock_within_2ms(
     assert a[semconv.GEN_AI_REQUEST_STREAM] is True
     ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert isinstance(ttft, float)
-    assert abs(ttft - ttft_ms / 1000) < 0.002, ttft
+    # The mock's ground truth (same monotonic clock): when the request arrived, when the first
+    # content chunk was written. TTFT runs from the call (semconv: "when the client issues the
+    # request"), so it also holds the SDK's own request building, which on a slow VM is a few ms
+    # uninstrumented; everything after the request reached the server must match within 2 ms.
+    (record,) = mock_server.records
+    assert record.first_byte_ns is not None
+    served_s = (record.first_byte_ns - record.arrival_ns) / 1e9
+    sdk_send_s = (record.arrival_ns - called_ns) / 1e9
+    figures = f"ttft={ttft:.4f} served={served_s:.4f} sdk_send={sdk_send_s:.4f}"
+    assert abs(served_s - ttft_ms / 1000) < 0.001, figures
+    assert abs(ttft - sdk_send_s - ttft_ms / 1000) < 0.002, figures
+    # It ends at the first content chunk: not before the mock wrote it, not after the app saw it.
+    assert ttft >= (record.first_byte_ns - called_ns) / 1e9 - 0.0005, figures
+    assert ttft <= (seen_ns - called_ns) / 1e9, figures
     assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == MOCK_OUTPUT_TOKENS
     assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop",)  # type: ignore[arg-type]
     assert semconv.STREAM_CLOSED_EARLY not in a
 
     metrics = otel.metrics()
-    (ttft_point,) = metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK].data.data_points  # type: ignore[attr-defined]
+
+    def measured(points):  # type: ignore[no-untyped-def]
+        return [p for p in points if p.attributes[semconv.GEN_AI_REQUEST_MODEL] == MODEL]
+
+    (ttft_point,) = measured(metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK].data.data_points)  # type: ignore[attr-defined]
     assert metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK].unit == "s"
     assert tuple(ttft_point.explicit_bounds) == semconv.BUCKETS_DURATION
     assert ttft_point.sum == pytest.approx(ttft)
     per_chunk = metrics[semconv.METRIC_TIME_PER_OUTPUT_CHUNK]
     assert per_chunk.unit == "s"
-    (chunk_point,) = per_chunk.data.data_points  # type: ignore[attr-defined]
+    (chunk_point,) = measured(per_chunk.data.data_points)  # type: ignore[attr-defined]
     assert tuple(chunk_point.explicit_bounds) == semconv.BUCKETS_TIME_PER_CHUNK
     # Default "mean" timing: one value per stream, the mean gap between content chunks.
     assert chunk_point.count == 1
     assert abs(chunk_point.sum - MOCK_ITL_S) < 0.001
     assert {
-        p.attributes[semconv.GEN_AI_TOKEN_TYPE] for p in metrics[semconv.METRIC_TOKEN_USAGE].data.data_points
-    } == {  # type: ignore[attr-defined]
+        p.attributes[semconv.GEN_AI_TOKEN_TYPE]
+        for p in measured(metrics[semconv.METRIC_TOKEN_USAGE].data.data_points)  # type: ignore[attr-defined]
+    } == {
         "input",
         "output",
     }
-    # The mock's ground truth agrees that the first content byte left at the configured time.
-    record = mock_server.records[-1]
-    assert record.first_byte_ns is not None
-    assert abs((record.first_byte_ns - record.arrival_ns) / 1e9 - ttft_ms / 1000) < 0.002
 
 
 def test_each_chunk_timing_records_every_gap(mock_server: MockServer) -> None:
@@ -332,21 +365,24 @@ def test_concurrent_async_streams_keep_their_own_ttft(otel: Otel, mock_server: M
         async with openai.AsyncOpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY) as c:
             await one(c, 1)  # the SDK's first call builds its types: keep that out of the figures
             otel.exporter.clear()
+            mock_server.clear_records()
             await asyncio.gather(*(one(c, ms) for ms in delays))
 
+    # Span start times are wall-clock; the mock's are monotonic. One offset maps between them.
+    wall_minus_mono = time.time_ns() - time.perf_counter_ns()
     asyncio.run(run())
+    first_byte = {r.model: r.first_byte_ns for r in mock_server.records}
     spans = otel.spans()
     assert len(spans) == len(delays)
-    measured = {}
     for span in spans:
         a = span.attributes or {}
-        delay_ms = int(str(a[semconv.GEN_AI_REQUEST_MODEL]).rsplit("-", 1)[1])
-        measured[delay_ms] = float(a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK])  # type: ignore[arg-type]
-    # Six requests prepared on one event loop queue behind each other, so each TTFT carries
-    # some client-side delay; but with server delays 15 ms apart, a span that reported another
-    # stream's first chunk would break the order or the spacing.
-    assert sorted(measured, key=measured.__getitem__) == delays, measured
-    for delay_ms, ttft in measured.items():
-        assert delay_ms / 1000 <= ttft < delay_ms / 1000 + 0.030, measured
-    gaps = [measured[b] - measured[a] for a, b in itertools.pairwise(delays)]
-    assert all(0.005 < g < 0.025 for g in gaps), gaps
+        model = str(a[semconv.GEN_AI_REQUEST_MODEL])
+        ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+        assert isinstance(ttft, float) and span.start_time is not None
+        ended_ns = span.start_time - wall_minus_mono + int(ttft * 1e9)
+        written_ns = first_byte[model]
+        assert written_ns is not None
+        # Each span's TTFT ends just after its own stream's first chunk was written; the other
+        # streams' first chunks are at least 15 ms away, so a mix-up cannot pass this.
+        lag_ms = (ended_ns - written_ns) / 1e6
+        assert -0.5 < lag_ms < 7.5, (model, lag_ms)
