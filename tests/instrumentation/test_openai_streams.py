@@ -35,6 +35,42 @@ def test_stream_keeps_its_type_and_attributes(otel: Otel, client: openai.OpenAI)
     assert len(otel.spans()) == 1
 
 
+def test_iterating_the_call_directly_keeps_the_span_open_to_the_end(
+    otel: Otel, client: openai.OpenAI
+) -> None:
+    # No variable holds the stream: only the loop's iterator keeps it (and its span) alive.
+    texts = [c.choices[0].delta.content for c in _stream(client) if c.choices and c.choices[0].delta.content]
+    assert len(texts) == MOCK_OUTPUT_TOKENS
+    a = _single(otel)
+    assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+    assert semconv.STREAM_CLOSED_EARLY not in a
+
+
+def test_next_and_for_loop_share_one_stream(otel: Otel, client: openai.OpenAI) -> None:
+    stream = _stream(client, extra_headers=headers(output_tokens=6))
+    first = [next(stream), next(stream)]  # the role chunk and the first content chunk
+    rest = list(stream)
+    contents = [c.choices[0].delta.content for c in first + rest if c.choices and c.choices[0].delta.content]
+    assert len(contents) == 6
+    assert _single(otel)[semconv.STREAM_CHUNK_COUNT] == 6
+
+
+def test_async_iterating_the_call_directly(otel: Otel, mock_server: MockServer) -> None:
+    async def run() -> int:
+        async with openai.AsyncOpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY) as c:
+            n = 0
+            async for chunk in await c.chat.completions.create(
+                model="gpt-mock", messages=MESSAGES, stream=True
+            ):  # type: ignore[arg-type]
+                n += bool(chunk.choices and chunk.choices[0].delta.content)
+            return n
+
+    assert asyncio.run(run()) == MOCK_OUTPUT_TOKENS
+    a = _single(otel)
+    assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+    assert semconv.STREAM_CLOSED_EARLY not in a
+
+
 def test_abandoned_after_three_chunks_ends_on_gc(otel: Otel, client: openai.OpenAI) -> None:
     stream = _stream(client, extra_headers=headers(output_tokens=20))
     seen = 0

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 SCOPE_NAME = "otelbench_instrumentation"
 
+_now = time.perf_counter_ns
+
 _ACTIVE: ContextVar[LLMRecorder | None] = ContextVar("otelbench_active_recorder", default=None)
 
 
@@ -143,7 +145,6 @@ class LLMRecorder:
         "_chunks",
         "_closed_early",
         "_context_token",
-        "_ended",
         "_final_attempt_recorded",
         "_finish_reasons",
         "_first_chunk_ns",
@@ -155,10 +156,12 @@ class LLMRecorder:
         "_reasoning",
         "_recorder_token",
         "_response_model",
-        "_response_seen",
         "_span",
         "_start_ns",
         "_telemetry",
+        "capture_content",
+        "ended",
+        "has_response",
         "streaming",
     )
 
@@ -176,7 +179,13 @@ class LLMRecorder:
     ) -> None:
         self._telemetry = telemetry
         self.streaming = streaming
-        self._ended = False
+        # Plain attributes, not properties: stream chunk handlers read them on every chunk.
+        #: True once the span has been ended.
+        self.ended = False
+        #: True once response identity (id/model) has been recorded.
+        self.has_response = False
+        #: Whether prompt and completion text may be recorded.
+        self.capture_content = telemetry.settings.capture_content
         self._attempts = 1
         self._final_attempt_recorded = False
         self._chunks = 0
@@ -185,7 +194,6 @@ class LLMRecorder:
         self._chunk_gaps: list[int] | None = [] if telemetry.settings.chunk_timing == "each" else None
         self._finish_reasons: list[str] = []
         self._response_model: str | None = None
-        self._response_seen = False
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
         self._cache_read: int | None = None
@@ -234,29 +242,14 @@ class LLMRecorder:
             log.debug("could not deactivate GenAI span context", exc_info=True)
 
     @property
-    def ended(self) -> bool:
-        """True once the span has been ended."""
-        return self._ended
-
-    @property
     def span(self) -> Span:
         """The span of this operation (for provider-specific attributes)."""
         return self._span
 
     @property
-    def has_response(self) -> bool:
-        """True once response identity (id/model) has been recorded."""
-        return self._response_seen
-
-    @property
     def has_output_text(self) -> bool:
         """True if completion text has been captured already (streams)."""
         return bool(self._output_parts)
-
-    @property
-    def capture_content(self) -> bool:
-        """Whether prompt and completion text may be recorded."""
-        return self._output_parts is not None
 
     # --- events from the provider modules -----------------------------------------------
     @property
@@ -303,7 +296,7 @@ class LLMRecorder:
 
     def on_chunk(self) -> None:
         """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
-        now = time.perf_counter_ns()
+        now = _now()
         if self._chunks:
             gaps = self._chunk_gaps
             if gaps is not None:
@@ -329,7 +322,7 @@ class LLMRecorder:
     ) -> None:
         """Record response identity, model, finish reasons and provider-specific attributes."""
         try:
-            self._response_seen = True
+            self.has_response = True
             span = self._span
             if response_id:
                 span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
@@ -383,9 +376,9 @@ class LLMRecorder:
         self._finish(None, None)
 
     def _finish(self, error_type: str | None, exc: BaseException | None) -> None:
-        if self._ended:
+        if self.ended:
             return
-        self._ended = True
+        self.ended = True
         try:
             self._record(error_type, exc)
         except Exception:

@@ -117,15 +117,18 @@ def on_chat_completion(recorder: LLMRecorder, completion: Any) -> None:
 
 def on_chat_chunk(recorder: LLMRecorder, chunk: Any) -> None:
     """One ``ChatCompletionChunk`` of a streamed chat completion."""
+    # The hot path of streaming: plain attribute reads, no calls unless something is there.
     content_seen = False
     for choice in chunk.choices:
         delta = choice.delta
         if delta is not None:
             text = delta.content
-            if text or delta.tool_calls or getattr(delta, "refusal", None):
+            if text:
                 content_seen = True
-                if text:
+                if recorder.capture_content:
                     recorder.add_output_text(text)
+            elif delta.tool_calls or getattr(delta, "refusal", None):
+                content_seen = True
         if choice.finish_reason:
             recorder.add_finish_reason(choice.finish_reason)
     if content_seen:
