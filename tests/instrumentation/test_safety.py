@@ -231,12 +231,21 @@ def test_instrumenting_twice_does_not_double_spans(mock_server: MockServer) -> N
 
 
 def test_include_exclude_and_disabled_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    everything = sorted(otelbench_instrumentation.INSTRUMENTORS)
+    assert "openai" in everything
     with pytest.raises(ValueError, match="nosuch"):
         otelbench_instrumentation.instrument(include=["nosuch"])
-    assert otelbench_instrumentation.instrument(exclude=["openai"]) == []
-    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "openai")
-    assert otelbench_instrumentation.instrument() == []
-    assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
+    try:
+        assert otelbench_instrumentation.instrument(include=["openai"]) == ["openai"]
+        otelbench_instrumentation.uninstrument()
+        others = [name for name in everything if name != "openai"]
+        assert otelbench_instrumentation.instrument(exclude=["openai"]) == others
+        assert not OpenAIInstrumentor().is_instrumented_by_opentelemetry
+        otelbench_instrumentation.uninstrument()
+        monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", ",".join(everything))
+        assert otelbench_instrumentation.instrument() == []
+    finally:
+        otelbench_instrumentation.uninstrument()
 
 
 def test_latest_semconv_opt_in_drops_deprecated_names(

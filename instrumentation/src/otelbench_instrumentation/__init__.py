@@ -16,13 +16,17 @@ and the standard ``OTEL_*`` SDK variables.
 from __future__ import annotations
 
 from ._instrument import INSTRUMENTORS, instrument, uninstrument
+from .providers.anthropic import AnthropicInstrumentor
+from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
 from .recorder import LLMRecorder, Telemetry
 from .version import __version__
 
 __all__ = [
     "INSTRUMENTORS",
+    "AnthropicInstrumentor",
     "LLMRecorder",
+    "OllamaInstrumentor",
     "OpenAIInstrumentor",
     "Telemetry",
     "__version__",

@@ -9,6 +9,8 @@ from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
+from .providers.anthropic import AnthropicInstrumentor
+from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 # Names match the opentelemetry_instrumentor entry points (and OTEL_PYTHON_DISABLED_INSTRUMENTATIONS).
 INSTRUMENTORS: dict[str, type[BaseInstrumentor]] = {
     "openai": OpenAIInstrumentor,
+    "anthropic": AnthropicInstrumentor,
+    "ollama": OllamaInstrumentor,
 }
 
 

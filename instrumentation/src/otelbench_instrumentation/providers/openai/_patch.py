@@ -87,12 +87,16 @@ def _start(
             streaming=kwargs.get("stream") is True,
             request_attributes=op.request_attributes(kwargs),
         )
-        if recorder is not None and op.input_messages is not None and recorder.capture_content:
-            recorder.set_input_messages(op.input_messages(kwargs))
-        return recorder
     except Exception:
         log.debug("could not start OpenAI telemetry", exc_info=True)
         return None
+    if recorder is not None and op.input_messages is not None and recorder.capture_content:
+        # Apart from the start: a recorder already open must be returned, or its span leaks.
+        try:
+            recorder.set_input_messages(op.input_messages(kwargs))
+        except Exception:
+            log.debug("could not read OpenAI input messages", exc_info=True)
+    return recorder
 
 
 def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
