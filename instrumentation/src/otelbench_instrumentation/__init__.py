@@ -16,10 +16,12 @@ and the standard ``OTEL_*`` SDK variables.
 from __future__ import annotations
 
 from ._instrument import INSTRUMENTORS, instrument, uninstrument
+from .decorators import Route, Usage, cached, llm_call, routed
 from .providers.anthropic import AnthropicInstrumentor
 from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
 from .recorder import LLMRecorder, Telemetry
+from .resilience import PyBreakerInstrumentor, TenacityInstrumentor
 from .version import __version__
 
 __all__ = [
@@ -28,8 +30,15 @@ __all__ = [
     "LLMRecorder",
     "OllamaInstrumentor",
     "OpenAIInstrumentor",
+    "PyBreakerInstrumentor",
+    "Route",
     "Telemetry",
+    "TenacityInstrumentor",
+    "Usage",
     "__version__",
+    "cached",
     "instrument",
+    "llm_call",
+    "routed",
     "uninstrument",
 ]

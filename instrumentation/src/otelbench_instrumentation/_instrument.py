@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from .providers.anthropic import AnthropicInstrumentor
 from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
+from .resilience import PyBreakerInstrumentor, TenacityInstrumentor
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ INSTRUMENTORS: dict[str, type[BaseInstrumentor]] = {
     "openai": OpenAIInstrumentor,
     "anthropic": AnthropicInstrumentor,
     "ollama": OllamaInstrumentor,
+    "tenacity": TenacityInstrumentor,
+    "pybreaker": PyBreakerInstrumentor,
 }
 
 
