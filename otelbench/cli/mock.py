@@ -11,7 +11,7 @@ from typing import Any
 
 from otelbench.errors import ConfigError, UsageError
 from otelbench.mock import Dist, MockConfig, MockServer
-from otelbench.mock.config import load_config
+from otelbench.mock.config import check_workers, load_config
 
 
 def register(subparsers: Any) -> None:
@@ -20,22 +20,38 @@ def register(subparsers: Any) -> None:
         "mock",
         help="serve a mock OpenAI/Anthropic/Ollama API",
         description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port to bind; 0 picks a free one (default 0)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the latency/fault random draws")
     parser.add_argument(
-        "--ttft-ms", type=float, default=None, help="fixed time to first token of the default profile"
+        "--seed", type=int, default=None, help="seed of the latency/fault random draws (default 0)"
     )
     parser.add_argument(
-        "--itl-ms", type=float, default=None, help="fixed inter-token latency of the default profile"
+        "--workers",
+        type=int,
+        default=None,
+        help="server processes sharing the port via SO_REUSEPORT (Linux; default 1)",
     )
     parser.add_argument(
-        "--output-tokens", type=int, default=None, help="fixed output length of the default profile"
+        "--ttft-ms",
+        type=float,
+        default=None,
+        help="fixed time to first token of the default profile (default 20)",
     )
     parser.add_argument(
-        "--config", metavar="FILE", default=None, help="TOML config (see otelbench.mock.config)"
+        "--itl-ms",
+        type=float,
+        default=None,
+        help="fixed inter-token latency of the default profile (default 2)",
+    )
+    parser.add_argument(
+        "--output-tokens",
+        type=int,
+        default=None,
+        help="fixed output length of the default profile (default 32)",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", default=None, help="TOML config (see docs/mock.md); flags override it"
     )
     parser.add_argument(
         "--ground-truth", metavar="FILE", default=None, help="append one JSON line per request"
@@ -55,6 +71,9 @@ def build_config(args: argparse.Namespace) -> MockConfig:
         changes["port"] = args.port
     if args.seed is not None:
         changes["seed"] = args.seed
+    if args.workers is not None:
+        check_workers(args.workers, "--workers")
+        changes["workers"] = args.workers
     if args.ground_truth is not None:
         changes["ground_truth_path"] = args.ground_truth
     profile = config.default_profile
@@ -89,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        print(f"otelbench mock listening on {server.url}", flush=True)
+        workers = server.config.workers
+        suffix = f" ({workers} worker processes)" if workers > 1 else ""
+        print(f"otelbench mock listening on {server.url}{suffix}", flush=True)
         print(f"  OpenAI:    base_url={server.openai_base_url}", flush=True)
         print(f"  Anthropic: base_url={server.anthropic_base_url}", flush=True)
         print(f"  Ollama:    host={server.ollama_host}", flush=True)

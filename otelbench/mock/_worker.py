@@ -1,16 +1,19 @@
 """Child-process side of `MockServer(isolated=True)`: one server, driven by pickled commands on stdin.
 
-Protocol (pickle frames): parent sends the `MockConfig`; child answers ("ready", port) or
-("error", exception); then each command tuple gets one reply: ("records",) -> list of records,
-("clear",) -> None, ("script", model, steps) -> None, ("stop",) -> None (and the child exits).
+Protocol (pickle frames): parent sends (`MockConfig`, {"worker": index, "reuse_port": bool});
+child answers ("ready", port) or ("error", exception); then each command tuple gets one reply:
+("records",) -> list of records, ("clear",) -> None, ("script", model, steps) -> None,
+("cpu",) -> CPU seconds used by this process, ("stop",) -> None (and the child exits).
 EOF on stdin (the parent died) also stops the server.
 """
 
 from __future__ import annotations
 
+import gc
 import pickle
 import signal
 import sys
+import time
 from typing import Any, BinaryIO
 
 from .server import MockServer
@@ -28,13 +31,17 @@ def main() -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     # Nothing else may write to the command channel.
     sys.stdout = sys.stderr
-    config = pickle.load(stdin)
+    config, options = pickle.load(stdin)
     server = MockServer(config)
+    server._as_worker(int(options.get("worker", 0)), bool(options.get("reuse_port", False)))
     try:
         server.start()
     except Exception as exc:
         _send(stdout, ("error", exc))
         return 1
+    # Everything alive now (modules, routes, config) lives as long as the process: keep it out
+    # of the collector's full passes, whose pauses would show up as late chunks.
+    gc.freeze()
     _send(stdout, ("ready", server.port))
     try:
         while True:
@@ -51,6 +58,8 @@ def main() -> int:
             elif name == "script":
                 server.script(command[1], command[2])
                 _send(stdout, None)
+            elif name == "cpu":
+                _send(stdout, time.process_time())
             elif name == "stop":
                 server.stop()
                 _send(stdout, None)

@@ -3,6 +3,7 @@
     host = "127.0.0.1"
     port = 8099
     seed = 1
+    workers = 1                                 # server processes sharing the port (Linux)
     ground_truth = "mock-ground-truth.jsonl"
 
     [default]                                   # the profile of models not listed below
@@ -17,6 +18,7 @@
     [faults]                                    # x-mock-fault spec -> probability per request
     "429:0.5" = 0.01
     "disconnect:5" = 0.001
+    "malformed:3" = 0.001
 
 Latencies are in milliseconds here (seconds in the Python API); a distribution may also be written
 as `{ normal = { mean = 2, std = 0.3 } }` or `{ lognormal = { median = 64, sigma = 0.5 } }`.
@@ -24,6 +26,7 @@ as `{ normal = { mean = 2, std = 0.3 } }` or `{ lognormal = { median = 64, sigma
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,19 @@ from otelbench.errors import ConfigError
 
 from .model import DEFAULT_MAX_BODY_BYTES, Dist, Fault, MockConfig, ModelProfile
 
-_TOP_KEYS = {"host", "port", "seed", "ground_truth", "max_body_bytes", "default", "models", "faults"}
+_TOP_KEYS = {
+    "host",
+    "port",
+    "seed",
+    "workers",
+    "ground_truth",
+    "max_body_bytes",
+    "default",
+    "models",
+    "faults",
+}
+#: Upper bound of `workers` (a typo must not fork thousands of processes).
+MAX_WORKERS = 256
 _PROFILE_KEYS = {"ttft_ms", "itl_ms", "output_tokens", "ttft_per_input_token_ms"}
 _DIST_ARGS = {
     "fixed": ("value",),
@@ -64,6 +79,8 @@ def config_from_dict(data: dict[str, Any], source: str = "mock config") -> MockC
     if not 0 <= port <= 65535:
         raise ConfigError(f"{source}: port must be within 0..65535, got {port}")
     seed = _typed(data, "seed", int, 0, source)
+    workers = _typed(data, "workers", int, 1, source)
+    check_workers(workers, f"{source}: workers")
     ground_truth = data.get("ground_truth")
     if ground_truth is not None and not isinstance(ground_truth, str):
         raise ConfigError(f"{source}: ground_truth must be a file path string")
@@ -100,7 +117,16 @@ def config_from_dict(data: dict[str, Any], source: str = "mock config") -> MockC
         fault_rates=rates,
         ground_truth_path=ground_truth,
         max_body_bytes=max_body,
+        workers=workers,
     )
+
+
+def check_workers(workers: int, where: str) -> None:
+    """ConfigError unless `workers` is usable here (1..MAX_WORKERS; > 1 needs SO_REUSEPORT)."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"{where} must be within 1..{MAX_WORKERS}, got {workers}")
+    if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError(f"{where} > 1 needs SO_REUSEPORT, which this platform lacks")
 
 
 def profile_from_dict(table: Any, where: str, base: ModelProfile) -> ModelProfile:

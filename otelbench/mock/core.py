@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
+import math
+import os
 import random
 import secrets
 import threading
@@ -11,10 +14,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from functools import partial
+from typing import Any
 
 from .http import LAST_CHUNK, HttpConnection, Request, frame, log, perf_ns
-from .model import Fault, MockConfig, RequestRecord
+from .model import Dist, Fault, MockConfig, RequestRecord
 
 JSON_CT = b"application/json"
 SSE_CT = b"text/event-stream; charset=utf-8"
@@ -80,17 +84,17 @@ _VOCAB = (
 )
 WORDS: tuple[str, ...] = tuple(w + " " for w in _VOCAB[:64])
 WORDS_JSON: tuple[bytes, ...] = tuple(w.encode() for w in WORDS)
-_NWORDS = len(WORDS)
+NWORDS = len(WORDS)
 
 
 def word_index(salt: int, i: int) -> int:
-    """Index into WORDS of output token `i` of the request salted with `salt`."""
-    return (salt + i * 7) % _NWORDS
+    """Index into WORDS of output token `i` of the request salted with `salt` (hot loops inline it)."""
+    return (salt + i * 7) % NWORDS
 
 
 def text_of(salt: int, n: int) -> str:
     """The full text of `n` output tokens."""
-    return "".join([WORDS[(salt + i * 7) % _NWORDS] for i in range(n)])
+    return "".join([WORDS[(salt + i * 7) % NWORDS] for i in range(n)])
 
 
 def estimate_tokens(chars: int) -> int:
@@ -98,9 +102,23 @@ def estimate_tokens(chars: int) -> int:
     return max(1, chars // 4)
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(obj: Any) -> bytes:
-    """Compact JSON bytes."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON bytes (one shared encoder: `json.dumps` with options builds a new one per call)."""
+    return _ENCODER.encode(obj).encode()
+
+
+def malform(payload: bytes) -> bytes:
+    """`payload` with its last JSON document cut in half, keeping the SSE event / NDJSON line end,
+    so the client's framing still hands the broken JSON to its parser."""
+    body = payload.rstrip(b"\n")
+    end = payload[len(body) :]
+    start = body.rfind(b"data: ")
+    start = start + 6 if start >= 0 else body.rfind(b"\n") + 1
+    cut = start + max(1, (len(body) - start) // 2)
+    return body[:cut] + end
 
 
 def jstr(text: str) -> bytes:
@@ -155,6 +173,7 @@ class Rec:
         "headers_ns",
         "input_tokens",
         "last_byte_ns",
+        "late_ns",
         "model",
         "output_tokens",
         "path",
@@ -163,9 +182,10 @@ class Rec:
         "request_id",
         "status",
         "stream",
+        "worker",
     )
 
-    def __init__(self, request_id: str, protocol: str, path: str, arrival_ns: int) -> None:
+    def __init__(self, request_id: str, protocol: str, path: str, arrival_ns: int, worker: int = 0) -> None:
         self.request_id = request_id
         self.protocol = protocol
         self.path = path
@@ -184,11 +204,19 @@ class Rec:
         self.cache_read_tokens = 0
         self.cache_creation_tokens = 0
         self.reasoning_tokens = 0
+        self.late_ns = 0
+        self.worker = worker
         self.done = False
 
     def freeze(self) -> RequestRecord:
         """The immutable record."""
-        return RequestRecord(**{name: getattr(self, name) for name in RECORD_FIELDS})
+        return RequestRecord(*[getattr(self, name) for name in RECORD_FIELDS])
+
+    def note_late(self, due: float, now: float) -> None:
+        """Remember how far behind its plan (loop times) a write was."""
+        late = int((now - due) * 1e9)
+        if late > self.late_ns:
+            self.late_ns = late
 
 
 RECORD_FIELDS = tuple(RequestRecord.__dataclass_fields__)
@@ -227,16 +255,27 @@ class App:
     """State shared by all connections of one server (used from the server's loop thread only,
     except the lock-protected records and scripts)."""
 
-    def __init__(self, config: MockConfig, routes: dict[tuple[str, str], tuple[ProtocolSpec, Route]]) -> None:
+    def __init__(
+        self,
+        config: MockConfig,
+        routes: dict[tuple[str, str], tuple[ProtocolSpec, Route]],
+        worker: int = 0,
+    ) -> None:
         self.config = config
         self.routes = routes
-        self.rng = random.Random(config.seed)
+        self.worker = worker
+        # Worker w of a multi-process server draws from its own seeded stream.
+        self.rng = random.Random(config.seed if worker == 0 else f"{config.seed}/{worker}")
         self._lock = threading.Lock()
         self._scripts: dict[str | None, deque[Fault]] = {}
-        self._records: deque[RequestRecord] = deque(maxlen=max(1, config.max_records))
+        # Finished `Rec`s (never changed after `finish`), frozen when read: freezing costs more
+        # than the rest of the bookkeeping of a request.
+        self._records: deque[Rec] = deque(maxlen=max(1, config.max_records))
         self.seq = 0
         self._tag = secrets.token_hex(3)
-        self.ground_truth: IO[str] | None = None
+        #: File descriptor (O_APPEND) of the ground-truth JSONL file, or None.
+        self.ground_truth: int | None = None
+        self.scheduler: ChunkScheduler | None = None
         # Provider-side prompt caches (keys only) so repeated prompts report cached tokens.
         self.openai_cache_keys: set[str] = set()
         self.anthropic_cache_keys: set[str] = set()
@@ -255,7 +294,12 @@ class App:
     def records(self) -> list[RequestRecord]:
         """Snapshot of the records."""
         with self._lock:
-            return list(self._records)
+            recs = list(self._records)
+        return [rec.freeze() for rec in recs]
+
+    def record_count(self) -> int:
+        """How many records are held."""
+        return len(self._records)
 
     def clear_records(self) -> None:
         """Forget the in-memory records (the ground-truth file is kept)."""
@@ -268,16 +312,17 @@ class App:
         if rec.done:
             return
         rec.done = True
-        record = rec.freeze()
         with self._lock:
-            self._records.append(record)
+            self._records.append(rec)
         if self.ground_truth is not None:
             offset = time.time_ns() - perf_ns()
-            row: dict[str, Any] = {name: getattr(record, name) for name in RECORD_FIELDS}
+            row: dict[str, Any] = {name: getattr(rec, name) for name in RECORD_FIELDS}
             for name in ("arrival_ns", "first_byte_ns", "last_byte_ns", "headers_ns"):
                 value = row[name]
                 row[name.replace("_ns", "_unix_ns")] = None if value is None else value + offset
-            self.ground_truth.write(json.dumps(row, separators=(",", ":")) + "\n")
+            # One write() per line on an O_APPEND descriptor: lines from several worker processes
+            # never interleave, and a killed process leaves only whole lines behind.
+            os.write(self.ground_truth, (json.dumps(row, separators=(",", ":")) + "\n").encode())
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -315,7 +360,7 @@ class App:
         request_id = f"req_{self._tag}{self.seq:010d}"
         route = self.routes.get((request.method, request.path))
         spec = route[0] if route is not None else self._protocol_for_path(request.path)
-        rec = Rec(request_id, spec.name, request.path, request.arrival_ns)
+        rec = Rec(request_id, spec.name, request.path, request.arrival_ns, self.worker)
         ctx = RequestContext(self, conn, request, rec, spec)
         try:
             if request.too_large:
@@ -330,7 +375,8 @@ class App:
             if not conn.headers_sent:
                 ctx.send_error(err)
         except asyncio.CancelledError:
-            rec.client_closed = conn.closed
+            if not rec.done:
+                rec.client_closed = conn.closed
             raise
         except Exception as exc:
             log.exception("mock handler error on %s", request.path)
@@ -346,6 +392,10 @@ class App:
             if path.startswith(prefix):
                 return spec
         return self.fallback_protocols[-1][1]
+
+
+def _scaled_sample(dist: Dist, rng: random.Random, scale: float) -> float:
+    return dist.sample(rng) * scale
 
 
 def _header_float(headers: Mapping[str, str], name: str, scale: float) -> float | None:
@@ -400,17 +450,28 @@ class RequestContext:
         data = self.conn.response(err.status, JSON_CT, body, headers)
         self._final_write(data, err.status)
 
-    def _final_write(self, data: bytes, status: int) -> None:
+    def _final_write(self, data: bytes, status: int, due: float | None = None) -> None:
         rec = self.rec
         rec.status = status
         rec.first_byte_ns = rec.last_byte_ns = perf_ns()
+        if due is not None:
+            rec.note_late(due, self.loop.time())
         self.app.finish(rec)
         self.conn.write(data)
 
     async def plan(
-        self, model: str, input_tokens: int, max_tokens: int | None, ttft_scale: float = 1.0
+        self,
+        model: str,
+        input_tokens: int,
+        max_tokens: int | None,
+        ttft_scale: float = 1.0,
+        *,
+        itl_scale: float = 1.0,
+        length_scale: float = 1.0,
     ) -> Plan:
-        """Resolve the fault (raising ErrorReply for an error status, waiting out a hang) and sample latencies."""
+        """Resolve the fault (raising ErrorReply for an error status, waiting out a hang) and sample
+        latencies; the scales stretch the profile's TTFT, inter-token latency and sampled length
+        (a length set by `x-mock-output-tokens` is kept as given)."""
         app, req, rec = self.app, self.req, self.rec
         rec.model = model
         rec.input_tokens = input_tokens
@@ -434,14 +495,21 @@ class RequestContext:
         itl = _header_float(headers, "x-mock-itl-ms", 1e-3)
         if itl is None and profile.itl.kind == "fixed":
             itl = profile.itl.params[0]
+        if itl is not None:
+            itl *= itl_scale
         tokens = _header_float(headers, "x-mock-output-tokens", 1.0)
-        n = max(1, round(tokens if tokens is not None else profile.output_tokens.sample(rng)))
+        if tokens is None:
+            tokens = profile.output_tokens.sample(rng) * length_scale
+        n = max(1, round(tokens))
         capped = max_tokens is not None and n > max_tokens
         if capped:
             n = max(1, int(max_tokens or 1))
         itl_dist = profile.itl
-        itl_mean = itl if itl is not None else itl_dist.mean
-        return Plan(n, capped, t0, ttft, itl, lambda: itl_dist.sample(rng), fault, itl_mean)
+        itl_mean = itl if itl is not None else itl_dist.mean * itl_scale
+        sample: Callable[[], float] = partial(itl_dist.sample, rng)
+        if itl_scale != 1.0:
+            sample = partial(_scaled_sample, itl_dist, rng, itl_scale)
+        return Plan(n, capped, t0, ttft, itl, sample, fault, itl_mean)
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until loop time `deadline` (absolute, so delays never accumulate drift)."""
@@ -451,15 +519,22 @@ class RequestContext:
 
     async def reply_json(self, plan: Plan | None, body: bytes, extra_headers: bytes = b"") -> None:
         """Send a JSON body at t0 + ttft + (n-1)*itl (or now when `plan` is None)."""
+        if plan is None:
+            self._final_write(self.conn.response(200, JSON_CT, body, self.headers + extra_headers), 200)
+            return
+        kind = plan.fault.kind
+        if kind == "malformed":
+            body = malform(body)
         data = self.conn.response(200, JSON_CT, body, self.headers + extra_headers)
-        if plan is not None:
-            await self.sleep_until(plan.t0 + plan.body_delay())
-            if plan.fault.kind == "disconnect":
-                # A non-streamed request that "dies": no response at all.
-                self.app.finish(self.rec)
-                self.conn.abort()
-                return
-        self._final_write(data, 200)
+        due = plan.t0 + plan.body_delay()
+        if due > self.loop.time():
+            await asyncio.sleep(due - self.loop.time())
+        if kind == "disconnect":
+            # A non-streamed request that "dies": no response at all.
+            self.app.finish(self.rec)
+            self.conn.abort()
+            return
+        self._final_write(data, 200, due)
 
     async def stream(
         self,
@@ -476,85 +551,197 @@ class RequestContext:
         data = self.conn.stream_head(200, content_type, self.headers, preamble)
         rec.headers_ns = rec.last_byte_ns = perf_ns()
         self.conn.write(data)
-        pacer = _Pacer(self, plan, chunk, epilogue)
-        await pacer.run()
+        app = self.app
+        scheduler = app.scheduler
+        if scheduler is None or scheduler.loop is not self.loop:
+            scheduler = app.scheduler = ChunkScheduler(self.loop)
+        pacer = _Pacer(self, scheduler, plan, chunk, epilogue)
+        scheduler.add(pacer.deadline, pacer)
+        try:
+            await pacer.done
+        finally:
+            pacer.cancelled = True
+
+
+class ChunkScheduler:
+    """Calls `tick()` of stream pacers at their deadlines (absolute `loop.time()` values).
+
+    One asyncio timer for the earliest deadline instead of one `TimerHandle` per chunk: a heap of
+    plain tuples compares in C, and every pacer due when the timer fires is served in one callback.
+    """
+
+    __slots__ = ("_heap", "_seq", "_timer", "_timer_at", "firing", "loop")
+
+    #: Deadlines this close count as due: a timer can fire a hair before its float deadline, and
+    #: re-arming for a microsecond would only cost another wake-up.
+    _SLACK = 1e-6
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._heap: list[tuple[float, int, _Pacer]] = []
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self.firing = False
+
+    def add(self, deadline: float, pacer: _Pacer) -> None:
+        """Tick `pacer` at `deadline`."""
+        self._seq += 1
+        heapq.heappush(self._heap, (deadline, self._seq, pacer))
+        if not self.firing and deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        heap, time_ = self._heap, self.loop.time
+        self.firing = True
+        try:
+            # Only what was due on entry: the loop must get back to reading sockets, or requests
+            # waiting there would be stamped as arrived late and hide the overload.
+            limit = time_() + self._SLACK
+            while heap and heap[0][0] <= limit:
+                pacer = heapq.heappop(heap)[2]
+                if not pacer.cancelled:
+                    pacer.tick(time_())
+        finally:
+            self.firing = False
+            if heap:
+                self._timer_at = heap[0][0]
+                self._timer = self.loop.call_at(self._timer_at, self._fire)
 
 
 class _Pacer:
-    """Writes a stream's content chunks from `loop.call_at` callbacks on absolute deadlines.
+    """The state of one stream between its chunk deadlines (driven by a `ChunkScheduler`).
 
-    Callbacks instead of a coroutine per chunk: one TimerHandle per chunk, no futures or task steps.
+    Each content chunk is written at its own deadline with its own write. Chunks whose deadlines
+    have already passed when the pacer runs (zero gaps, or a server behind schedule) go out
+    together in one write: they would only be later written one by one.
     """
 
     __slots__ = (
+        "app",
+        "cancelled",
         "chunk",
         "conn",
-        "ctx",
         "deadline",
         "done",
         "epilogue",
-        "handle",
         "i",
-        "loop",
+        "malformed_at",
         "plan",
+        "rec",
+        "scheduler",
         "stop_at",
     )
 
     def __init__(
-        self, ctx: RequestContext, plan: Plan, chunk: Callable[[int], bytes], epilogue: Callable[[], bytes]
+        self,
+        ctx: RequestContext,
+        scheduler: ChunkScheduler,
+        plan: Plan,
+        chunk: Callable[[int], bytes],
+        epilogue: Callable[[], bytes],
     ) -> None:
-        self.ctx = ctx
+        self.app = ctx.app
         self.conn = ctx.conn
-        self.loop = ctx.loop
+        self.rec = ctx.rec
+        self.scheduler = scheduler
         self.plan = plan
         self.chunk = chunk
         self.epilogue = epilogue
         self.i = 0
         self.deadline = plan.t0 + plan.ttft
-        self.stop_at = plan.fault.after_chunks if plan.fault.kind == "disconnect" else None
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self.handle: asyncio.TimerHandle | None = None
+        fault = plan.fault
+        self.stop_at = fault.after_chunks if fault.kind == "disconnect" else None
+        self.malformed_at = min(fault.after_chunks, plan.n - 1) if fault.kind == "malformed" else -1
+        self.done: asyncio.Future[None] = ctx.loop.create_future()
+        self.cancelled = False
 
-    async def run(self) -> None:
-        self.handle = self.loop.call_at(self.deadline, self._tick)
-        try:
-            await self.done
-        finally:
-            if self.handle is not None:
-                self.handle.cancel()
+    def _end(self) -> None:
+        self.cancelled = True
+        if not self.done.done():
+            self.done.set_result(None)
 
-    def _tick(self) -> None:
-        self.handle = None
-        conn, rec, i = self.conn, self.ctx.rec, self.i
+    def tick(self, now: float) -> None:
+        """Write every chunk due by `now` (loop time), then wait for the next deadline."""
+        conn, rec = self.conn, self.rec
         if conn.closed:
             rec.client_closed = True
-            self.done.set_result(None)
+            self._end()
             return
-        if self.stop_at is not None and i >= self.stop_at:
-            self.ctx.app.finish(rec)
-            conn.abort()
-            self.done.set_result(None)
+        deadline = self.deadline
+        # The first chunk written is the most overdue one (deadlines only grow).
+        late = int((now - deadline) * 1e9)
+        if late > rec.late_ns:
+            rec.late_ns = late
+        plan, i = self.plan, self.i
+        itl = plan.itl
+        if (
+            itl is not None
+            and deadline + itl > now
+            and i + 1 < plan.n
+            and self.stop_at is None
+            and i != self.malformed_at
+        ):
+            # The common case, kept lean: one ordinary chunk, more to come.
+            payload = self.chunk(i)
+            self.i = i + 1
+            self.deadline = deadline + itl
+            t = perf_ns()
+            if i == 0:
+                rec.first_byte_ns = t
+            rec.last_byte_ns = t
+            rec.chunks = i + 1
+            conn.write(b"%x\r\n%b\r\n" % (len(payload), payload))
+            self.scheduler.add(deadline + itl, self)
             return
-        data = frame(self.chunk(i))
-        last = i + 1 == self.plan.n
-        if last and self.stop_at is None:
-            data += frame(self.epilogue()) + LAST_CHUNK
-        t = perf_ns()
-        if i == 0:
-            rec.first_byte_ns = t
-        rec.last_byte_ns = t
-        rec.chunks = i + 1
-        if last:
-            self.ctx.app.finish(rec)
-            conn.write(data)
-            if self.stop_at is not None:
+        self._tick_general(now, deadline)
+
+    def _tick_general(self, now: float, deadline: float) -> None:
+        conn, rec, plan = self.conn, self.rec, self.plan
+        n, stop_at, first, chunk, itl = plan.n, self.stop_at, self.i, self.chunk, plan.itl
+        i = first
+        parts: list[bytes] = []
+        dropped = False
+        while True:
+            if stop_at is not None and i >= stop_at:
+                dropped = True
+                break
+            payload = chunk(i)
+            if i == self.malformed_at:
+                payload = malform(payload)
+            parts.append(b"%x\r\n%b\r\n" % (len(payload), payload))
+            i += 1
+            if i == n:
+                break
+            deadline += itl if itl is not None else plan.itl_sample()
+            if deadline > now:
+                break
+        self.deadline = deadline
+        self.i = i
+        if i > first:
+            t = perf_ns()
+            if first == 0:
+                rec.first_byte_ns = t
+            rec.last_byte_ns = t
+            rec.chunks = i
+        if i == n and stop_at is None:
+            # Epilogue after the times are set: Ollama's final record reports them.
+            parts.append(frame(self.epilogue()) + LAST_CHUNK)
+        if dropped or i == n:
+            self.app.finish(rec)
+            if parts:
+                conn.write(b"".join(parts))
+            if stop_at is not None:
                 conn.abort()
-            self.done.set_result(None)
+            self._end()
             return
-        conn.write(data)
-        self.i = i + 1
-        self.deadline += self.plan.next_itl()
-        self.handle = self.loop.call_at(self.deadline, self._tick)
+        conn.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        self.scheduler.add(deadline, self)
 
 
 _MESSAGES = {

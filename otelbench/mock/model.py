@@ -7,15 +7,16 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 #: Upper bound of `Fault.hang` (and `x-mock-fault: hang:S`) so a typo cannot wedge a test run.
 MAX_HANG_SECONDS = 300.0
 #: Request bodies larger than this are refused with 413.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
+_N = TypeVar("_N", int, float)
 DistKind = Literal["fixed", "normal", "lognormal", "empirical"]
-FaultKind = Literal["ok", "status", "disconnect", "hang"]
+FaultKind = Literal["ok", "status", "disconnect", "hang", "malformed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,14 @@ class Dist:
         return Dist(kind, tuple(v * factor for v in p))
 
 
+def _number(text: str, kind: type[_N], what: str) -> _N:
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise ValueError(f"{what} must be {noun}, got {text!r}") from None
+
+
 def _check_non_negative(name: str, value: float) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0 or math.isinf(value):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -108,7 +117,8 @@ class ModelProfile:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """The outcome forced on one request: normal, an error status, a mid-stream disconnect or a hang."""
+    """The outcome forced on one request: normal, an error status, a mid-stream disconnect, a hang,
+    or a malformed chunk."""
 
     kind: FaultKind = "ok"
     code: int = 200
@@ -139,6 +149,15 @@ class Fault:
         return cls("disconnect", after_chunks=int(after_chunks))
 
     @classmethod
+    def malformed(cls, after_chunks: int) -> Fault:
+        """Send `after_chunks` good content chunks, then one whose JSON is cut in half (still framed
+        as an SSE event / NDJSON line), then the rest of the stream; a non-streamed reply gets a 200
+        whose JSON body is cut in half."""
+        if int(after_chunks) < 0:
+            raise ValueError(f"after_chunks must be >= 0, got {after_chunks!r}")
+        return cls("malformed", after_chunks=int(after_chunks))
+
+    @classmethod
     def hang(cls, seconds: float) -> Fault:
         """Wait `seconds` (at most MAX_HANG_SECONDS) before answering normally."""
         _check_non_negative("hang seconds", seconds)
@@ -146,29 +165,34 @@ class Fault:
 
     @classmethod
     def parse(cls, spec: str, retry_after: float | None = None) -> Fault:
-        """Parse `ok`, `CODE[:RETRY_AFTER]`, `disconnect:N` or `hang:SECONDS` (the `x-mock-fault` grammar)."""
+        """Parse `ok`, `CODE[:RETRY_AFTER]`, `disconnect:N`, `malformed:N` or `hang:SECONDS` (the
+        `x-mock-fault` grammar)."""
         text = spec.strip().lower()
         head, _, arg = text.partition(":")
         try:
             if head == "ok":
                 return cls.ok()
             if head == "disconnect":
-                return cls.disconnect(int(arg or "0"))
+                return cls.disconnect(_number(arg or "0", int, "N (content chunks)"))
+            if head == "malformed":
+                return cls.malformed(_number(arg or "0", int, "N (content chunks)"))
             if head == "hang":
-                return cls.hang(float(arg))
+                return cls.hang(_number(arg, float, "SECONDS"))
             if head.isdigit():
-                return cls.status(int(head), float(arg) if arg else retry_after)
+                return cls.status(int(head), _number(arg, float, "RETRY_AFTER") if arg else retry_after)
         except ValueError as exc:
             raise ValueError(f"bad fault spec {spec!r}: {exc}") from None
-        raise ValueError(f"bad fault spec {spec!r}: expected CODE[:RETRY_AFTER], disconnect:N, hang:S or ok")
+        raise ValueError(
+            f"bad fault spec {spec!r}: expected CODE[:RETRY_AFTER], disconnect:N, malformed:N, hang:S or ok"
+        )
 
     @property
     def label(self) -> str | None:
         """The spec string recorded in `RequestRecord.fault` (None for a normal outcome)."""
         if self.kind == "status":
             return str(self.code)
-        if self.kind == "disconnect":
-            return f"disconnect:{self.after_chunks}"
+        if self.kind in ("disconnect", "malformed"):
+            return f"{self.kind}:{self.after_chunks}"
         if self.kind == "hang":
             return f"hang:{self.seconds:g}"
         return None
@@ -184,13 +208,17 @@ class MockConfig:
     #: Per-model profiles: exact model name first, then `fnmatch` patterns (e.g. "llama3*") in order.
     profiles: dict[str, ModelProfile] = field(default_factory=dict)
     default_profile: ModelProfile = field(default_factory=ModelProfile)
-    #: Random faults: `x-mock-fault` spec ("429", "503:1.5", "disconnect:3", "hang:5") -> probability.
+    #: Random faults: `x-mock-fault` spec ("429", "503:1.5", "disconnect:3", "malformed:2", "hang:5")
+    #: -> probability.
     fault_rates: dict[str, float] = field(default_factory=dict)
     #: Append one JSON line per finished request here (see `RequestRecord`).
     ground_truth_path: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     #: Records kept in memory (oldest dropped first); the ground-truth file keeps all.
     max_records: int = 1_000_000
+    #: Server processes sharing the port (SO_REUSEPORT, Linux); more than 1 implies child processes,
+    #: and then `MockServer.script()` is refused (the kernel picks which worker gets a request).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -201,6 +229,12 @@ class MockConfig:
             total += rate
         if total > 1.0 + 1e-9:
             raise ValueError(f"fault_rates add up to {total:g} > 1")
+        if (
+            isinstance(self.workers, bool)
+            or not isinstance(self.workers, int)
+            or not 1 <= self.workers <= 256
+        ):
+            raise ValueError(f"workers must be an integer within 1..256, got {self.workers!r}")
 
     def profile_for(self, model: str) -> ModelProfile:
         """The profile serving `model`."""
@@ -221,7 +255,10 @@ class RequestRecord:
     content-bearing chunk (or the whole non-streamed body) was handed to the socket;
     `last_byte_ns` when the last byte was; `headers_ns` when the response headers were.
     `output_tokens` is the count reported in usage (content + reasoning tokens), `chunks`
-    the content chunks actually written.
+    the content chunks actually written (a malformed one included). `late_ns` is the largest
+    delay of a content chunk (or of a non-streamed body) past its planned time: how far the
+    server fell behind its own schedule (a few microseconds when idle; it grows under overload).
+    `worker` is the index of the server process that answered (0 unless `MockConfig.workers` > 1).
     """
 
     request_id: str
@@ -242,3 +279,5 @@ class RequestRecord:
     cache_read_tokens: int = 0
     cache_creation_tokens: int = 0
     reasoning_tokens: int = 0
+    late_ns: int = 0
+    worker: int = 0

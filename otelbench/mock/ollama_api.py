@@ -1,4 +1,11 @@
-"""Ollama wire protocol: chat, generate (NDJSON streams), embed, tags, version."""
+"""Ollama wire protocol: chat, generate (NDJSON streams), embed, tags, version.
+
+`options` steer the latency model, so sweeps over them have something to find:
+    num_predict   caps the output (done_reason "length")
+    num_ctx       TTFT x (1 + num_ctx / 8192)
+    num_gpu       inter-token latency x (1 + 4 x (1 - min(num_gpu, 32) / 32)); -1 (auto) = x1
+    temperature   sampled output length x (0.75 + 0.25 x min(temperature, 2))
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .core import (
@@ -28,6 +36,10 @@ from .openai_api import embedding_vector, tool_arguments
 LOAD_SHARE = 0.1
 #: `options.num_ctx` stretches TTFT by (1 + num_ctx / NUM_CTX_SCALE): something for sweeps to find.
 NUM_CTX_SCALE = 8192
+#: `options.num_gpu` = layers offloaded to the GPU, out of MODEL_LAYERS; each layer left on the CPU
+#: adds CPU_PENALTY / MODEL_LAYERS to the inter-token latency factor (num_gpu 0: 5x slower tokens).
+MODEL_LAYERS = 32
+CPU_PENALTY = 4.0
 
 
 def error_body(err: ErrorReply) -> bytes:
@@ -60,19 +72,43 @@ def _model(body: dict[str, Any]) -> str:
     return model
 
 
-def _options(body: dict[str, Any]) -> tuple[int | None, float]:
-    """(num_predict cap or None, TTFT scale from num_ctx)."""
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a request's `options` do to the latency model."""
+
+    #: `num_predict` when positive (-1 / -2 mean unlimited in Ollama).
+    cap: int | None = None
+    ttft_scale: float = 1.0
+    itl_scale: float = 1.0
+    length_scale: float = 1.0
+
+
+def _options(body: dict[str, Any]) -> Options:
+    """The latency-model effect of `options` (see the module docstring)."""
     options = body.get("options")
     if options is None:
-        return None, 1.0
+        return Options()
     if not isinstance(options, dict):
         raise ErrorReply(400, "options must be an object")
     num_predict = options.get("num_predict")
-    cap = num_predict if isinstance(num_predict, int) and num_predict > 0 else None  # -1/-2: unlimited
+    cap = num_predict if isinstance(num_predict, int) and num_predict > 0 else None
     num_ctx = options.get("num_ctx")
-    if num_ctx is not None and (not isinstance(num_ctx, int) or num_ctx < 1):
+    if num_ctx is not None and (isinstance(num_ctx, bool) or not isinstance(num_ctx, int) or num_ctx < 1):
         raise ErrorReply(400, "options.num_ctx must be a positive integer")
-    return cap, 1.0 + (num_ctx or 0) / NUM_CTX_SCALE
+    num_gpu = options.get("num_gpu")
+    if num_gpu is not None and (isinstance(num_gpu, bool) or not isinstance(num_gpu, int) or num_gpu < -1):
+        raise ErrorReply(400, "options.num_gpu must be an integer >= -1")
+    temperature = options.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not temperature >= 0
+    ):
+        raise ErrorReply(400, "options.temperature must be a number >= 0")
+    itl_scale = 1.0
+    if num_gpu is not None and num_gpu >= 0:
+        # Layers left on the CPU slow every token down: up to CPU_PENALTY + 1 times with none offloaded.
+        itl_scale = 1.0 + CPU_PENALTY * (1.0 - min(num_gpu, MODEL_LAYERS) / MODEL_LAYERS)
+    length_scale = 1.0 if temperature is None else 0.75 + 0.25 * min(float(temperature), 2.0)
+    return Options(cap, 1.0 + (num_ctx or 0) / NUM_CTX_SCALE, itl_scale, length_scale)
 
 
 def _chars(content: Any) -> int:
@@ -128,9 +164,16 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
     stream = body.get("stream", True) is not False
     rec = ctx.rec
     rec.stream = stream
-    cap, ttft_scale = _options(body)
+    options = _options(body)
     input_tokens = estimate_tokens(chars)
-    plan = await ctx.plan(model, input_tokens, cap, ttft_scale)
+    plan = await ctx.plan(
+        model,
+        input_tokens,
+        options.cap,
+        options.ttft_scale,
+        itl_scale=options.itl_scale,
+        length_scale=options.length_scale,
+    )
     n = plan.n
     rec.output_tokens = n
     salt = ctx.salt
@@ -233,8 +276,7 @@ async def embed(ctx: RequestContext) -> None:
     if not isinstance(dims, int) or not 1 <= dims <= 65536:
         raise ErrorReply(400, "dimensions must be a positive integer")
     input_tokens = sum(estimate_tokens(len(t)) for t in texts)
-    _, ttft_scale = _options(body)
-    plan = await ctx.plan(model, input_tokens, 1, ttft_scale)
+    plan = await ctx.plan(model, input_tokens, 1, _options(body).ttft_scale)
     plan.n = 1
     vectors = [embedding_vector(t, dims, as_base64=False) for t in texts]
     if legacy:

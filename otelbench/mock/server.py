@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
+import os
 import pickle
+import socket
 import subprocess
 import sys
 import threading
+import time
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from . import anthropic_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
@@ -48,6 +53,51 @@ def build_routes() -> tuple[
     return routes, fallbacks
 
 
+class _Child:
+    """One server process of `MockServer(isolated=True)` (or one worker), driven through a pipe."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "otelbench.mock._worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self.lock = threading.Lock()
+
+    def call(self, message: Any) -> Any:
+        """Send one command and return its reply (an exception reply is raised)."""
+        proc = self.proc
+        assert proc.stdin is not None and proc.stdout is not None
+        with self.lock:
+            try:
+                pickle.dump(message, proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                proc.stdin.flush()
+                reply = pickle.load(proc.stdout)
+            except (BrokenPipeError, EOFError):
+                raise RuntimeError("the isolated mock server process died") from None
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def stop(self) -> None:
+        """Ask the process to stop, then reap it (killed if it does not exit within 5 s)."""
+        with contextlib.suppress(RuntimeError, OSError):
+            self.call(("stop",))
+        self.kill()
+
+    def kill(self) -> None:
+        """Close the pipe and reap the process."""
+        proc = self.proc
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 class MockServer:
     """A protocol-faithful OpenAI / Anthropic / Ollama mock on 127.0.0.1 (see `otelbench.mock`).
 
@@ -56,36 +106,53 @@ class MockServer:
     writes by milliseconds. `isolated=True` runs it in a child process instead (same API; records
     and scripts go through a pipe; `perf_counter_ns` is system-wide on Linux and macOS, so the
     records' times stay comparable with the client's).
+
+    `MockConfig.workers` > 1 starts that many child processes sharing the port (SO_REUSEPORT: the
+    kernel spreads *connections* over them). `records` then merges every worker's records (by
+    arrival) and `clear_records()` clears them all; `script()` is refused, because which worker
+    answers the next request is the kernel's choice, so "fail the next 5" could not hold.
     """
 
     def __init__(self, config: MockConfig | None = None, *, isolated: bool = False) -> None:
         self.config = config if config is not None else MockConfig()
-        self.isolated = isolated
-        self._child: subprocess.Popen[bytes] | None = None
-        self._child_lock = threading.Lock()
-        routes, fallbacks = build_routes()
-        self._app = App(self.config, routes)
-        self._app.fallback_protocols = fallbacks
+        self.isolated = isolated or self.config.workers > 1
+        self._children: list[_Child] = []
+        self._worker = 0
+        self._reuse_port = False
+        self._app = self._new_app()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._port = 0
         self._conns = ConnectionSet()
-        self._ground_truth: IO[str] | None = None
+        self._ground_truth: int | None = None
+
+    def _new_app(self) -> App:
+        routes, fallbacks = build_routes()
+        app = App(self.config, routes, self._worker)
+        app.fallback_protocols = fallbacks
+        return app
+
+    def _as_worker(self, index: int, reuse_port: bool) -> None:
+        """Make this (not yet started) server worker `index` of a multi-process server."""
+        self._worker = index
+        self._reuse_port = reuse_port
+        self._app = self._new_app()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start serving in a daemon thread (or child process); returns once the socket listens."""
-        if self._thread is not None or self._child is not None:
+        """Start serving in a daemon thread (or child processes); returns once the socket listens."""
+        if self._thread is not None or self._children:
             return
         if self.isolated:
-            self._start_child()
+            self._start_children()
             return
         if self.config.ground_truth_path:
-            # Line-buffered so a killed process still leaves complete lines behind.
-            self._ground_truth = open(self.config.ground_truth_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            self._ground_truth = os.open(
+                self.config.ground_truth_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
             self._app.ground_truth = self._ground_truth
         self._started.clear()
         self._thread = threading.Thread(target=self._run, name="otelbench-mock", daemon=True)
@@ -99,9 +166,11 @@ class MockServer:
             raise error
 
     def stop(self) -> None:
-        """Stop serving, close every connection and join the thread or child (idempotent)."""
-        if self._child is not None:
-            self._stop_child()
+        """Stop serving, close every connection and join the thread or children (idempotent)."""
+        if self._children:
+            children, self._children = self._children, []
+            for child in children:
+                child.stop()
             return
         thread, loop = self._thread, self._loop
         if thread is None:
@@ -123,60 +192,36 @@ class MockServer:
     ) -> None:
         self.stop()
 
-    # -- child process (isolated=True) ---------------------------------------------------------------
+    # -- child processes (isolated=True, workers > 1) ----------------------------------------------
 
-    def _start_child(self) -> None:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "otelbench.mock._worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
-        self._child = child
+    def _start_children(self) -> None:
+        workers = self.config.workers
+        if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+            raise RuntimeError("MockConfig.workers > 1 needs SO_REUSEPORT, which this platform lacks")
+        config = dataclasses.replace(self.config, workers=1)
         try:
-            kind, value = self._call(self.config)
+            # Start every process first: their imports then overlap.
+            for _ in range(workers):
+                self._children.append(_Child())
+            for index, child in enumerate(self._children):
+                kind, value = child.call((config, {"worker": index, "reuse_port": workers > 1}))
+                if kind == "error":
+                    raise value
+                # Port 0: the first worker picks a free port; the others join it.
+                config = dataclasses.replace(config, port=value)
+                self._port = value
         except BaseException:
-            self._kill_child()
+            children, self._children = self._children, []
+            for child in children:
+                child.kill()
             raise
-        if kind == "error":
-            self._kill_child()
-            raise value
-        self._port = value
 
-    def _call(self, message: Any) -> Any:
-        child = self._child
-        assert child is not None and child.stdin is not None and child.stdout is not None
-        with self._child_lock:
-            try:
-                pickle.dump(message, child.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                child.stdin.flush()
-                reply = pickle.load(child.stdout)
-            except (BrokenPipeError, EOFError):
-                raise RuntimeError("the isolated mock server process died") from None
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-    def _stop_child(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            self._call(("stop",))
-        self._kill_child()
-
-    def _kill_child(self) -> None:
-        child, self._child = self._child, None
-        if child is None:
-            return
-        if child.stdin is not None:
-            with contextlib.suppress(OSError):
-                child.stdin.close()
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    def _call_all(self, message: Any) -> list[Any]:
+        return [child.call(message) for child in self._children]
 
     def _close_ground_truth(self) -> None:
         if self._ground_truth is not None:
-            self._ground_truth.close()
+            os.close(self._ground_truth)
             self._ground_truth = None
             self._app.ground_truth = None
 
@@ -195,7 +240,12 @@ class MockServer:
         try:
             server = loop.run_until_complete(
                 loop.create_server(
-                    factory, self.config.host, self.config.port, backlog=2048, reuse_address=True
+                    factory,
+                    self.config.host,
+                    self.config.port,
+                    backlog=2048,
+                    reuse_address=True,
+                    reuse_port=self._reuse_port or None,
                 )
             )
         except BaseException as exc:
@@ -264,21 +314,40 @@ class MockServer:
     @property
     def records(self) -> list[RequestRecord]:
         """Snapshot of finished requests, oldest first (thread-safe)."""
-        if self._child is not None:
-            records: list[RequestRecord] = self._call(("records",))
-            return records
+        if self._children:
+            per_worker: list[list[RequestRecord]] = self._call_all(("records",))
+            if len(per_worker) == 1:
+                return per_worker[0]
+            return sorted((r for records in per_worker for r in records), key=lambda r: r.arrival_ns)
         return self._app.records()
 
     def clear_records(self) -> None:
         """Forget the in-memory records."""
-        if self._child is not None:
-            self._call(("clear",))
+        if self._children:
+            self._call_all(("clear",))
             return
         self._app.clear_records()
 
     def script(self, model: str | None, steps: list[Fault]) -> None:
         """Queue outcomes for the next requests for `model` (None = any model), then behave normally."""
-        if self._child is not None:
-            self._call(("script", model, list(steps)))
+        if len(self._children) > 1 or self.config.workers > 1:
+            raise RuntimeError(
+                "MockServer.script() needs a single worker: with several, the kernel decides which "
+                "one answers the next request (use x-mock-fault headers or fault_rates instead)"
+            )
+        if self._children:
+            self._children[0].call(("script", model, list(steps)))
             return
         self._app.script(model, list(steps))
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far: all its processes, or, in-process, its thread
+        (NaN where the platform has no per-thread CPU clock). For capacity measurements."""
+        if self._children:
+            return float(sum(self._call_all(("cpu",))))
+        thread = self._thread
+        if thread is None or thread.ident is None:
+            return 0.0
+        if not hasattr(time, "pthread_getcpuclockid"):
+            return math.nan
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))

@@ -91,10 +91,12 @@ def utc_now_iso() -> str:
 def all_targets() -> list[BenchTarget]:
     """Every registered target, in run order (the one place targets are listed)."""
     # Imported here so that listing the interface never pays for the targets' imports.
+    from .mock_capacity import MockCapacityTarget
     from .overhead import InstrumentationOverheadTarget
 
     return [
         InstrumentationOverheadTarget(),
+        MockCapacityTarget(),
     ]
 
 

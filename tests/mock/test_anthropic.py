@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import statistics
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from otelbench.mock import Fault, MockServer
 
-from .conftest import OUTPUT_TOKENS, hdrs, record_for, records_for_model
+from .conftest import OUTPUT_TOKENS, hdrs, record_for, records_for_model, wait_for_records, within_attempts
 
 MODEL = "claude-haiku-4-5"
 MESSAGES: list[Any] = [{"role": "user", "content": "Say something about mocks, please."}]  # 8 tokens
@@ -200,19 +201,64 @@ def test_stream_disconnect(client: anthropic.Anthropic, mock: MockServer) -> Non
     assert records_for_model(mock, MODEL)[-1].fault == "disconnect:2"
 
 
-def test_stream_timing(client: anthropic.Anthropic, mock: MockServer) -> None:
-    server_ttft, gaps = [], []
-    for _ in range(6):
-        with client.messages.stream(
-            model="claude-timing",
-            max_tokens=100,
+def test_malformed_chunk_raises_json_error_from_the_sdk(
+    client: anthropic.Anthropic, mock: MockServer
+) -> None:
+    model = "claude-malformed"
+    texts: list[str] = []
+    # The stream helper, the raw event stream and the JSON body all hit json.loads, unwrapped.
+    with (
+        client.messages.stream(
+            model=model, max_tokens=50, messages=MESSAGES, extra_headers=hdrs(fault="malformed:2")
+        ) as stream,
+        pytest.raises(json.JSONDecodeError),
+    ):
+        texts.extend(stream.text_stream)
+    assert len(texts) == 2
+    events: list[str] = []
+    with (
+        client.messages.create(
+            model=model,
+            max_tokens=50,
             messages=MESSAGES,
-            extra_headers=hdrs(ttft_ms=25, itl_ms=3, output_tokens=10),
-        ) as stream:
-            seen = [time.perf_counter_ns() for _ in stream.text_stream]
-        record = records_for_model(mock, "claude-timing")[-1]
-        assert record.first_byte_ns is not None and len(seen) == 10
-        server_ttft.append((record.first_byte_ns - record.arrival_ns) / 1e6)
-        gaps.extend((b - a) / 1e6 for a, b in itertools.pairwise(seen))
-    assert abs(statistics.median(server_ttft) - 25) < 0.6, server_ttft
-    assert abs(statistics.median(gaps) - 3) < 0.5, gaps
+            stream=True,
+            extra_headers=hdrs(fault="malformed:0"),
+        ) as raw,
+        pytest.raises(json.JSONDecodeError),
+    ):
+        events.extend(e.type for e in raw)
+    # The first content chunk also carries content_block_start and ping; only its delta is cut.
+    assert events == ["message_start", "content_block_start"]
+    with pytest.raises(json.JSONDecodeError):
+        client.messages.create(
+            model=model, max_tokens=50, messages=MESSAGES, extra_headers=hdrs(fault="malformed:0")
+        )
+    assert [r.fault for r in wait_for_records(mock, model, 3)] == [
+        "malformed:2",
+        "malformed:0",
+        "malformed:0",
+    ]
+
+
+def test_stream_timing(timing_mock: MockServer) -> None:
+    mock = timing_mock
+
+    def check() -> None:
+        server_ttft, gaps = [], []
+        with anthropic.Anthropic(base_url=mock.anthropic_base_url, api_key="sk-ant", max_retries=0) as client:
+            for _ in range(6):
+                with client.messages.stream(
+                    model="claude-timing",
+                    max_tokens=100,
+                    messages=MESSAGES,
+                    extra_headers=hdrs(ttft_ms=25, itl_ms=3, output_tokens=10),
+                ) as stream:
+                    seen = [time.perf_counter_ns() for _ in stream.text_stream]
+                record = records_for_model(mock, "claude-timing")[-1]
+                assert record.first_byte_ns is not None and len(seen) == 10
+                server_ttft.append((record.first_byte_ns - record.arrival_ns) / 1e6)
+                gaps.extend((b - a) / 1e6 for a, b in itertools.pairwise(seen))
+        assert abs(statistics.median(server_ttft) - 25) < 0.6, server_ttft
+        assert abs(statistics.median(gaps) - 3) < 0.5, gaps
+
+    within_attempts(check)

@@ -21,6 +21,7 @@ GOOD = """
 host = "127.0.0.1"
 port = 0
 seed = 3
+workers = 2
 ground_truth = "truth.jsonl"
 
 [default]
@@ -35,6 +36,7 @@ ttft_ms = { empirical = [10, 30] }
 [faults]
 "429:0.5" = 0.01
 "disconnect:5" = 0.002
+"malformed:1" = 0.003
 """
 
 
@@ -61,7 +63,8 @@ def test_load_config(tmp_path: Path) -> None:
     assert (
         llama.ttft.params == pytest.approx((0.01, 0.03)) and llama.itl == default.itl
     )  # inherits the default
-    assert config.fault_rates == {"429:0.5": 0.01, "disconnect:5": 0.002}
+    assert config.fault_rates == {"429:0.5": 0.01, "disconnect:5": 0.002, "malformed:1": 0.003}
+    assert config.workers == 2
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,9 @@ def test_load_config(tmp_path: Path) -> None:
     [
         ("seed = 'x'", "seed"),
         ("port = 70000", "port"),
+        ("workers = 0", "workers"),
+        ("workers = 'two'", "workers"),
+        ('[faults]\n"malformed:x" = 0.1', 'faults."malformed:x"'),
         ("colour = 1", "colour"),
         ("[default]\nttft_ms = { gauss = 1 }", "default.ttft_ms"),
         ("[default]\nitl_ms = { normal = [1] }", "default.itl_ms"),
@@ -110,32 +116,40 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert args.func is mock_cli.run
 
 
-@pytest.mark.parametrize("argv", [("--ttft-ms", "-1"), ("--output-tokens", "0"), ("--port", "-2")])
+@pytest.mark.parametrize(
+    "argv", [("--ttft-ms", "-1"), ("--output-tokens", "0"), ("--port", "-2"), ("--workers", "0")]
+)
 def test_bad_flags(argv: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError):
         mock_cli.build_config(parse(*argv))
 
 
-def test_cli_serves_until_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cli_serves_until_interrupted(tmp_path: Path, workers: int) -> None:
     truth = tmp_path / "truth.jsonl"
     code = "import sys; from otelbench.cli import main; sys.exit(main(sys.argv[1:]))"
     argv = ["mock", "--port", "0", "--ttft-ms", "1", "--output-tokens", "3", "--ground-truth", str(truth)]
+    argv += ["--workers", str(workers)]
     with subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         try:
-            url = proc.stdout.readline().split()[-1]
-            request = urllib.request.Request(
-                url + "/api/generate",
-                data=json.dumps({"model": "m", "prompt": "hi", "stream": False}).encode(),
-            )
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert len(json.load(response)["response"].split()) == 3
+            first = proc.stdout.readline()
+            assert ("2 worker processes" in first) == (workers == 2), first
+            url = first.split()[4]
+            for _ in range(3):
+                request = urllib.request.Request(
+                    url + "/api/generate",
+                    data=json.dumps({"model": "m", "prompt": "hi", "stream": False}).encode(),
+                )
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert len(json.load(response)["response"].split()) == 3
         finally:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
-    (row,) = [json.loads(line) for line in truth.read_text().splitlines()]
-    assert row["path"] == "/api/generate" and row["output_tokens"] == 3
+    rows = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert len(rows) == 3 and all(r["path"] == "/api/generate" and r["output_tokens"] == 3 for r in rows)
+    assert {r["worker"] for r in rows} <= set(range(workers))
 
 
 def test_cli_bad_config_exits_2(tmp_path: Path) -> None:
