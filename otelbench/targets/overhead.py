@@ -205,7 +205,7 @@ class OverheadConfig:
     min_rounds: int = 2
     warmup_calls: int = 20
     warmup_streams: int = 2
-    isolated_repeats: int = 60  # repetitions of each isolated measurement
+    isolated_repeats: int = 400  # repetitions of each isolated measurement (cheap; medians need many)
 
 
 @dataclass
