@@ -1,57 +1,41 @@
 """`otelbench replay`: replay a prompt set through the instrumented SDKs and summarise the metrics.
 
-With no ``--target`` an embedded mock serves three differently-shaped models, so the command
-alone runs a meaningful comparison on a fresh machine. Every figure printed is read back from
-the OpenTelemetry metrics our instrumentation exported (exponential histograms), not from
-timers in the load loop.
+With no ``--target`` an embedded mock (a child process) serves three differently-shaped models
+through the three SDKs (openai:mock-fast, anthropic:mock-balanced, ollama:mock-slow), so the
+command alone runs a cross-provider comparison on a fresh machine. Latency figures are read
+back from the OpenTelemetry metrics our instrumentation exported (exponential histograms); see
+``docs/replay.md``.
+
+Exit codes: 0 done; 1 a run-time failure (unreachable endpoint, every request of a target
+failed); 2 bad input; 130 interrupted (partial results are written first).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+import re
+import sys
+from typing import TYPE_CHECKING
 
-import openai
-from opentelemetry.sdk.metrics import Histogram, MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
-from opentelemetry.sdk.trace import TracerProvider
-
-from otelbench.datasets import Prompt, builtin
+from otelbench.datasets import BUILTIN, Dataset, load_dataset, parse_shape, synthetic, with_max_tokens
 from otelbench.errors import ProviderError, UsageError
-from otelbench.load import LoadResult, closed_loop
-from otelbench.mock import Dist, MockConfig, MockServer, ModelProfile
-from otelbench.summary import TargetStats, summarize
-from otelbench_instrumentation import OpenAIInstrumentor
+from otelbench.load import Limits
+from otelbench.replay.pricing import PriceTable, load_prices
+from otelbench.replay.slo import SLO, parse_slo
+from otelbench.replay.targets import Target, default_mock_targets, parse_target
+from otelbench.targets import DEFAULT_OUTPUT_DIR
 
-# The embedded mock's three "providers": fast and small, balanced, slow and verbose.
-DEFAULT_PROFILES = {
-    "mock-fast": ModelProfile(
-        ttft=Dist.lognormal(0.060, 0.15), itl=Dist.fixed(0.004), output_tokens=Dist.fixed(32)
-    ),
-    "mock-balanced": ModelProfile(
-        ttft=Dist.lognormal(0.150, 0.20), itl=Dist.fixed(0.008), output_tokens=Dist.fixed(48)
-    ),
-    "mock-slow": ModelProfile(
-        ttft=Dist.lognormal(0.300, 0.25), itl=Dist.fixed(0.015), output_tokens=Dist.fixed(64)
-    ),
-}
-SCHEMES = ("openai",)
+if TYPE_CHECKING:
+    from otelbench.replay.progress import Progress
+    from otelbench.replay.runner import ReplayConfig
 
+# The runner, adapters (all three SDKs), numpy and rich are imported inside `run`: input is
+# checked first, so a bad flag is rejected without seconds of imports.
 
-@dataclass(frozen=True)
-class Target:
-    """One provider/model to replay against."""
-
-    scheme: str
-    model: str
-    base_url: str | None
-    api_key: str
+DEFAULT_REQUESTS = 40
+EXIT_INTERRUPTED = 130
 
 
 def _positive_int(text: str) -> int:
@@ -64,162 +48,258 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+_DURATION = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)?$")
+
+
+def _duration(text: str) -> float:
+    found = _DURATION.match(text.strip())
+    if not found or float(found["n"]) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 30s, 2m or 90, got {text!r}")
+    scale = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}[found["unit"] or "s"]
+    return float(found["n"]) * scale
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `replay` sub-command."""
-    p = sub.add_parser("replay", help="replay prompts against providers (default: embedded mock)")
-    p.add_argument(
+    p = sub.add_parser(
+        "replay",
+        help="replay prompts against providers (default: three embedded mock models)",
+        description="Replay a prompt set through the instrumented provider SDKs; statistics come from "
+        "the exported OpenTelemetry metrics. See docs/replay.md.",
+    )
+    t = p.add_argument_group("targets")
+    t.add_argument(
         "--target",
         action="append",
         default=[],
-        metavar="SCHEME:MODEL",
-        help="e.g. openai:gpt-4o-mini (repeatable); default: three embedded mock models",
+        metavar="SCHEME:MODEL[@URL]",
+        help="openai:MODEL, anthropic:MODEL, ollama:MODEL, optionally @http(s)://URL or @mock "
+        "(repeatable; default: openai:mock-fast, anthropic:mock-balanced, ollama:mock-slow on the embedded mock)",
     )
-    p.add_argument("--base-url", help="OpenAI-compatible base URL for openai: targets (vLLM, llama.cpp, ...)")
-    p.add_argument("--requests", type=_positive_int, default=36, help="requests per target (default 36)")
-    p.add_argument("--concurrency", type=_positive_int, default=6, help="in-flight requests per target")
-    p.add_argument("--seed", type=int, default=0, help="seed of the embedded mock")
+    t.add_argument("--base-url", metavar="URL", help="endpoint of every --target given without @URL")
+    t.add_argument(
+        "--mock-config", metavar="TOML", help="profiles of the embedded mock (as `otelbench mock --config`)"
+    )
+    d = p.add_argument_group("prompts")
+    d.add_argument(
+        "--dataset",
+        default="chat",
+        metavar="NAME|FILE",
+        help=f"built-in set ({', '.join(BUILTIN)}), ShareGPT .json or .jsonl file (default: chat)",
+    )
+    d.add_argument("--shape", metavar="IN:OUT", help="synthetic prompts of IN tokens asking for OUT tokens")
+    d.add_argument("--max-tokens", type=_positive_int, metavar="N", help="max output tokens of every request")
+    d.add_argument(
+        "--nonce", action="store_true", help="prefix each prompt with a unique nonce (defeats prompt caching)"
+    )
+    load = p.add_argument_group("load")
+    load.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="closed loop: requests in flight per target (default 4)",
+    )
+    load.add_argument(
+        "--rate",
+        type=_positive_float,
+        metavar="R",
+        help="open loop: R requests/s per target, on an absolute schedule",
+    )
+    load.add_argument(
+        "--arrival",
+        choices=("poisson", "constant"),
+        default="poisson",
+        help="open-loop arrivals (default poisson)",
+    )
+    load.add_argument(
+        "--requests",
+        type=_positive_int,
+        help=f"measured requests per target (default {DEFAULT_REQUESTS} unless --duration)",
+    )
+    load.add_argument(
+        "--duration", type=_duration, metavar="DUR", help="stop sending after DUR (e.g. 30s, 2m) per target"
+    )
+    load.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=4,
+        help="unmeasured warm-up requests per target (default 4)",
+    )
+    load.add_argument(
+        "--parallel", action="store_true", help="load all targets at once (default: one after another)"
+    )
+    load.add_argument(
+        "--no-stream", dest="stream", action="store_false", help="non-streaming requests (no TTFT)"
+    )
+    load.add_argument(
+        "--max-retries", type=_non_negative_int, default=2, help="SDK retries per request (default 2)"
+    )
+    load.add_argument(
+        "--timeout", type=_positive_float, default=600.0, help="SDK timeout per request in seconds"
+    )
+    load.add_argument(
+        "--drain-timeout",
+        type=_positive_float,
+        default=10.0,
+        help="after Ctrl-C, seconds to let requests in flight finish",
+    )
+    load.add_argument("--seed", type=int, default=0, help="seed of the embedded mock and Poisson arrivals")
+    out = p.add_argument_group("results")
+    out.add_argument(
+        "--slo",
+        action="append",
+        default=[],
+        metavar="METRIC_pQ=VALUE",
+        help="e.g. ttft_p95=500ms (repeatable)",
+    )
+    out.add_argument(
+        "--pricing", metavar="FILE", help="TOML/JSON prices (USD per 1M tokens) overriding the built-in table"
+    )
+    out.add_argument(
+        "--output-dir",
+        default=DEFAULT_OUTPUT_DIR,
+        metavar="DIR",
+        help=f"where raw/ and summary.md go (default {DEFAULT_OUTPUT_DIR})",
+    )
+    out.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="also export metrics and spans over OTLP/HTTP (e.g. http://127.0.0.1:4318)",
+    )
+    out.add_argument("--no-progress", dest="progress", action="store_false", help="no progress display")
     p.set_defaults(func=run)
 
 
-def _parse_targets(args: argparse.Namespace) -> list[Target]:
-    targets = []
-    for spec in args.target:
-        scheme, sep, model = spec.partition(":")
-        if not sep or not model or scheme not in SCHEMES:
-            raise UsageError(
-                f"bad --target {spec!r}: expected SCHEME:MODEL with SCHEME one of {', '.join(SCHEMES)}"
-            )
-        key = os.environ.get("OPENAI_API_KEY")
-        if not key and not args.base_url:
-            raise UsageError(f"--target {spec}: OPENAI_API_KEY is not set")
-        targets.append(Target(scheme, model, args.base_url, key or "unused"))
+def _targets(args: argparse.Namespace) -> list[Target]:
+    if not args.target:
+        if args.base_url:
+            raise UsageError("--base-url needs a --target to apply to")
+        return default_mock_targets()
+    targets = [parse_target(spec, os.environ, args.base_url) for spec in args.target]
+    seen: set[tuple[str, str, str | None]] = set()
+    for t in targets:
+        key = (t.scheme, t.model, t.base_url)
+        if key in seen:
+            raise UsageError(f"--target {t.id} is given twice")
+        seen.add(key)
     return targets
 
 
-@contextmanager
-def _embedded_mock(seed: int) -> Iterator[MockServer]:
-    with MockServer(MockConfig(seed=seed, profiles=dict(DEFAULT_PROFILES))) as server:
-        yield server
+def _dataset(args: argparse.Namespace) -> Dataset:
+    if args.shape:
+        dataset_given = args.dataset != "chat"
+        if dataset_given:
+            raise UsageError("--shape and --dataset are alternatives; give one")
+        return synthetic(*parse_shape(args.shape), seed=args.seed)
+    return load_dataset(args.dataset)
+
+
+def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], PriceTable]:
+    """Validate every option and build the run's configuration (UsageError on bad input)."""
+    targets = _targets(args)
+    slos = [parse_slo(s) for s in args.slo]
+    prices = load_prices(args.pricing) if args.pricing else PriceTable()
+    dataset = _dataset(args)
+    prompts = list(dataset.prompts)
+    if args.max_tokens:
+        prompts = with_max_tokens(prompts, args.max_tokens)
+    mock_config = None
+    if args.mock_config:
+        if not any(t.is_mock for t in targets):
+            raise UsageError("--mock-config given but no target uses the embedded mock (@mock)")
+        from otelbench.mock.config import load_config
+
+        mock_config = load_config(args.mock_config)
+    if args.otlp_endpoint:
+        from otelbench.replay.telemetry import _otlp_exporters
+
+        _otlp_exporters(args.otlp_endpoint)  # fail now, not after the warm-up
+    requests = args.requests
+    if requests is None and args.duration is None:
+        requests = DEFAULT_REQUESTS
+    from otelbench.replay.adapters import ClientOptions
+    from otelbench.replay.runner import LoadSpec, ReplayConfig
+
+    config = ReplayConfig(
+        targets=targets,
+        prompts=prompts,
+        dataset=dataset.name,
+        load=LoadSpec(
+            limits=Limits(requests=requests, duration=args.duration),
+            concurrency=args.concurrency,
+            rate=args.rate,
+            arrival=args.arrival,
+            warmup=args.warmup,
+        ),
+        client=ClientOptions(stream=args.stream, max_retries=args.max_retries, timeout=args.timeout),
+        nonce=args.nonce,
+        parallel=args.parallel,
+        drain_timeout=args.drain_timeout,
+        seed=args.seed,
+        mock_config=mock_config,
+        otlp_endpoint=args.otlp_endpoint,
+    )
+    return config, slos, prices
+
+
+def _progress(enabled: bool) -> Progress:
+    from otelbench.replay.progress import BarProgress, LineProgress, NullProgress
+
+    if not enabled:
+        return NullProgress()
+    return BarProgress() if sys.stderr.isatty() else LineProgress()
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the replay and print the comparison table."""
-    targets = _parse_targets(args)
-    prompts = builtin("short-chat")
-    reader = InMemoryMetricReader(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()})
-    meter_provider = MeterProvider(metric_readers=[reader])
-    tracer_provider = TracerProvider()
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(
-        tracer_provider=tracer_provider, meter_provider=meter_provider, chunk_timing="each"
-    )
-    try:
-        if targets:
-            results = asyncio.run(_replay(targets, prompts, args.requests, args.concurrency))
-        else:
-            with _embedded_mock(args.seed) as server:
-                mock_targets = [
-                    Target("openai", m, server.openai_base_url, "mock-key") for m in DEFAULT_PROFILES
-                ]
-                print(f"otelbench: no --target given; replaying against the embedded mock at {server.url}")
-                results = asyncio.run(_replay(mock_targets, prompts, args.requests, args.concurrency))
-                targets = mock_targets
-        stats = summarize(reader.get_metrics_data())
-    finally:
-        instrumentor.uninstrument()
-        meter_provider.shutdown()
-        tracer_provider.shutdown()
-    _check_reachable(targets, results, stats)
-    print(render_table(stats, results))
+    """Run the replay, print the comparison, write the result files; return the exit code."""
+    config, slos, prices = build_config(args)
+    from otelbench.replay.report import build_report, compare, print_terminal, render_terminal, write_outputs
+    from otelbench.replay.runner import run_replay
+
+    progress = _progress(args.progress)
+    if any(t.is_mock for t in config.targets):
+        progress.message("replaying against the embedded mock (no real provider is contacted)")
+    outcome = run_replay(config, progress)
+    runs = [r for r in outcome.runs if not r.skipped]
+    if not runs:
+        progress.message("interrupted before any measurement; nothing written")
+        return EXIT_INTERRUPTED
+    reports = [build_report(r, slos, prices, seed=config.seed) for r in runs]
+    pairs = compare(reports)
+    print_terminal(render_terminal(outcome, reports, pairs))
+    for rep in reports:
+        for note in rep.warnings(config.load.rate):
+            progress.message(f"warning: {rep.id}: {note}")
+    raw_path, summary_path, log_path = write_outputs(outcome, reports, pairs, args.output_dir)
+    print(f"\nresults: {raw_path}\nsummary: {summary_path}\nrequests: {log_path}")
+    if outcome.interrupted:
+        skipped = [r.target.id for r in outcome.runs if r.skipped]
+        note = f"; not started: {', '.join(skipped)}" if skipped else ""
+        progress.message(f"interrupted: partial results written{note}")
+        return EXIT_INTERRUPTED
+    dead = [rep for rep in reports if rep.raw_requests and not any(r.ok for r in rep.run.measured)]
+    if dead:
+        rep = dead[0]
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(rep.raw_errors.items()))
+        raise ProviderError(f"{rep.id}: all {rep.raw_requests} requests failed ({kinds})")
     return 0
-
-
-async def _replay(
-    targets: list[Target], prompts: list[Prompt], requests: int, concurrency: int
-) -> dict[str, LoadResult]:
-    async def one(target: Target) -> tuple[str, LoadResult]:
-        async with openai.AsyncOpenAI(
-            base_url=target.base_url, api_key=target.api_key, max_retries=2
-        ) as client:
-
-            async def send(prompt: Prompt) -> None:
-                messages: Any = list(prompt.messages)
-                stream = await client.chat.completions.create(
-                    model=target.model,
-                    messages=messages,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
-                async for _ in stream:
-                    pass
-
-            return f"{target.scheme}:{target.model}", await closed_loop(send, prompts, requests, concurrency)
-
-    pairs = await asyncio.gather(*(one(t) for t in targets))
-    return dict(pairs)
-
-
-def _check_reachable(targets: list[Target], results: dict[str, LoadResult], stats: list[TargetStats]) -> None:
-    by_key = {s.key: s for s in stats}
-    for target in targets:
-        key = f"{target.scheme}:{target.model}"
-        result = results[key]
-        errors = by_key[key].errors if key in by_key else {}
-        if result.failed == result.sent and "APIConnectionError" in errors:
-            where = target.base_url or "the provider's default endpoint"
-            raise ProviderError(f"{key}: cannot reach {where} (every request failed to connect)")
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:.1f}"
-
-
-def render_table(stats: list[TargetStats], results: dict[str, LoadResult]) -> str:
-    """A plain-text comparison table; every latency comes from the exported histograms."""
-    header = (
-        "target",
-        "reqs",
-        "errs",
-        "ttft p50",
-        "ttft p95",
-        "ttft p99",
-        "dur p50",
-        "dur p95",
-        "dur p99",
-        "chunk p50",
-        "out tok/s",
-    )
-    rows = []
-    for s in stats:
-        load = results.get(s.key)
-        tps = s.output_tokens / load.wall_seconds if load and load.wall_seconds > 0 else 0.0
-        rows.append(
-            (
-                s.key,
-                str(s.requests),
-                str(sum(s.errors.values())),
-                _ms(s.ttft.q(0.5) if s.ttft else None),
-                _ms(s.ttft.q(0.95) if s.ttft else None),
-                _ms(s.ttft.q(0.99) if s.ttft else None),
-                _ms(s.duration.q(0.5) if s.duration else None),
-                _ms(s.duration.q(0.95) if s.duration else None),
-                _ms(s.duration.q(0.99) if s.duration else None),
-                _ms(s.time_per_chunk.q(0.5) if s.time_per_chunk else None),
-                f"{tps:.0f}",
-            )
-        )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    lines.append("latencies in ms, read from the exported gen_ai.client.* exponential histograms")
-    return "\n".join(lines)

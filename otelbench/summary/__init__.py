@@ -5,6 +5,9 @@ turns what a ``MetricReader`` collected into per-target statistics. Quantiles co
 exponential-histogram data points, whose relative error is bounded by the bucket width
 (``2 ** (2 ** -scale) - 1``, about 0.5 % at the default 160 buckets for latencies within one
 order of magnitude).
+
+Per-request statistics over raw values (bootstrap CIs, the significance test) live in
+:mod:`otelbench.summary.stats`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from opentelemetry.sdk.metrics.export import ExponentialHistogramDataPoint, Metr
 from otelbench_instrumentation import semconv
 
 QUANTILES = (0.5, 0.95, 0.99)
+#: Recorded by the replay harness for each successful stream: (duration - TTFT) / (output
+#: tokens - 1) from the client's timings, with the GenAI span's metric attributes (the
+#: instrumentation itself has no per-token metric).
+METRIC_TIME_PER_OUTPUT_TOKEN = "otelbench.replay.time_per_output_token"
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,17 @@ class Distribution:
     min: float
     max: float
     quantiles: dict[float, float]
+    #: Standard deviation estimated from the bucket midpoints (buckets are ~0.5 % wide).
+    std: float = math.nan
 
     def q(self, quantile: float) -> float:
         """The value at ``quantile`` (one of QUANTILES)."""
         return self.quantiles[quantile]
+
+    @property
+    def cv(self) -> float:
+        """Coefficient of variation, std / mean."""
+        return self.std / self.mean if self.mean else math.nan
 
 
 @dataclass
@@ -42,11 +56,14 @@ class TargetStats:
 
     provider: str
     model: str
+    server_address: str | None = None
+    server_port: int | None = None
     requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     duration: Distribution | None = None
     ttft: Distribution | None = None
     time_per_chunk: Distribution | None = None
+    time_per_token: Distribution | None = None
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -86,13 +103,29 @@ def _merge(points: Sequence[ExponentialHistogramDataPoint]) -> Distribution | No
         # Different attribute sets (e.g. error.type) of one target: re-bucket to a common scale.
         points = [_combine(points)]
     (point,) = points
+    mean = point.sum / point.count
     return Distribution(
         count=point.count,
-        mean=point.sum / point.count,
+        mean=mean,
         min=point.min,
         max=point.max,
         quantiles={q: quantile(point, q) for q in QUANTILES},
+        std=_std(point, mean),
     )
+
+
+def _std(point: ExponentialHistogramDataPoint, mean: float) -> float:
+    if point.count < 2:
+        return 0.0
+    base = 2.0 ** (2.0**-point.scale)
+    offset = point.positive.offset
+    squares = point.zero_count * mean * mean
+    for i, n in enumerate(point.positive.bucket_counts):
+        if n:
+            # Geometric midpoint, clamped: the extreme buckets hold min and max exactly.
+            mid = min(max(base ** (offset + i + 0.5), point.min), point.max)
+            squares += n * (mid - mean) ** 2
+    return math.sqrt(squares / (point.count - 1))
 
 
 def _combine(points: Sequence[ExponentialHistogramDataPoint]) -> ExponentialHistogramDataPoint:
@@ -123,26 +156,35 @@ def _combine(points: Sequence[ExponentialHistogramDataPoint]) -> ExponentialHist
     )
 
 
+Key = tuple[str, str, str | None, int | None]
+
+
 def summarize(data: MetricsData | None) -> list[TargetStats]:
-    """Per provider/model statistics from one collection of the GenAI metrics."""
-    latency: dict[tuple[str, str], dict[str, list[ExponentialHistogramDataPoint]]] = defaultdict(
+    """Per provider/model/endpoint statistics from one collection of the GenAI metrics."""
+    latency: dict[Key, dict[str, list[ExponentialHistogramDataPoint]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    stats: dict[tuple[str, str], TargetStats] = {}
+    stats: dict[Key, TargetStats] = {}
 
-    def target(attrs: object) -> TargetStats:
+    def target(attrs: object) -> tuple[Key, TargetStats]:
         a = dict(attrs or {})  # type: ignore[call-overload]
-        key = (str(a.get(semconv.GEN_AI_PROVIDER_NAME, "?")), str(a.get(semconv.GEN_AI_REQUEST_MODEL, "?")))
+        address = a.get(semconv.SERVER_ADDRESS)
+        port = a.get(semconv.SERVER_PORT)
+        key: Key = (
+            str(a.get(semconv.GEN_AI_PROVIDER_NAME, "?")),
+            str(a.get(semconv.GEN_AI_REQUEST_MODEL, "?")),
+            str(address) if address is not None else None,
+            int(port) if isinstance(port, int) else None,
+        )
         if key not in stats:
             stats[key] = TargetStats(*key)
-        return stats[key]
+        return key, stats[key]
 
     for metric in _metrics(data):
         for point in metric.data.data_points:
             if not isinstance(point, ExponentialHistogramDataPoint):
                 continue  # the replay configures exponential aggregation for every histogram
-            t = target(point.attributes)
-            key = (t.provider, t.model)
+            key, t = target(point.attributes)
             if metric.name == semconv.METRIC_OPERATION_DURATION:
                 latency[key]["duration"].append(point)
                 t.requests += point.count
@@ -153,6 +195,8 @@ def summarize(data: MetricsData | None) -> list[TargetStats]:
                 latency[key]["ttft"].append(point)
             elif metric.name == semconv.METRIC_TIME_PER_OUTPUT_CHUNK:
                 latency[key]["chunk"].append(point)
+            elif metric.name == METRIC_TIME_PER_OUTPUT_TOKEN:
+                latency[key]["token"].append(point)
             elif metric.name == semconv.METRIC_TOKEN_USAGE:
                 kind = (point.attributes or {}).get(semconv.GEN_AI_TOKEN_TYPE)
                 if kind == semconv.TOKEN_TYPE_INPUT:
@@ -163,7 +207,8 @@ def summarize(data: MetricsData | None) -> list[TargetStats]:
         t.duration = _merge(latency[key]["duration"])
         t.ttft = _merge(latency[key]["ttft"])
         t.time_per_chunk = _merge(latency[key]["chunk"])
-    return sorted(stats.values(), key=lambda s: s.key)
+        t.time_per_token = _merge(latency[key]["token"])
+    return sorted(stats.values(), key=lambda s: (s.key, s.server_address or "", s.server_port or 0))
 
 
 def _metrics(data: MetricsData | None) -> Iterable[Metric]:

@@ -1,73 +1,360 @@
-"""The `otelbench` command line: a real replay, and clear one-line errors for bad input."""
+"""The `otelbench replay` command line: bad input, run-time failures, Ctrl-C, secrets, atomic output."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from otelbench.cli import main
+from otelbench.datasets import Prompt
+from otelbench.load import Limits, LoadResult
+from otelbench.mock import MockServer
+from otelbench.replay import LoadSpec, RawRequest, ReplayConfig, ReplayOutcome, TargetRun, parse_target
+from otelbench.replay.pricing import PriceTable
+from otelbench.replay.report import build_report, compare, write_outputs
+
 OTELBENCH = str(Path(sys.executable).parent / "otelbench")
+SECRET = "sk-test-SECRET-0123456789"
 
 
-def run_cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    full_env.update(env or {})
-    return subprocess.run([OTELBENCH, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+@pytest.fixture(autouse=True)
+def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST"):
+        monkeypatch.delenv(var, raising=False)
 
 
-def test_default_replay_prints_a_three_model_comparison() -> None:
-    proc = run_cli("replay", "--requests", "6", "--concurrency", "3")
-    assert proc.returncode == 0, proc.stderr
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("openai:mock-")]
-    assert [r[0] for r in rows] == ["openai:mock-balanced", "openai:mock-fast", "openai:mock-slow"]
-    for row in rows:
-        assert row[1] == "6" and row[2] == "0"  # requests and errors, counted from the metrics
-        ttft_p50 = float(row[3])
-        assert 30.0 < ttft_p50 < 1000.0
-    p50 = {r[0]: float(r[3]) for r in rows}
-    # The profiles' TTFT medians are 60, 150 and 300 ms: the ordering must come through.
-    assert p50["openai:mock-fast"] < p50["openai:mock-balanced"] < p50["openai:mock-slow"]
-    assert "Traceback" not in proc.stderr
+def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the CLI in process; argparse errors (SystemExit) count as their exit code."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(
-    ("args", "env", "needle"),
+    ("args", "needle"),
     [
-        (["replay", "--requests", "0"], {}, "'0'"),
-        (["replay", "--concurrency", "x"], {}, "'x'"),
-        (["replay", "--target", "foo:bar"], {}, "'foo:bar'"),
-        (["replay", "--target", "openai"], {}, "'openai'"),
-        (["replay", "--target", "openai:gpt-4o-mini"], {}, "OPENAI_API_KEY"),
-        (["replay", "--bogus"], {}, "--bogus"),
-        (["nosuchcommand"], {}, "nosuchcommand"),
+        (["--target", "foo:bar"], "'foo:bar'"),
+        (["--target", "openai"], "'openai'"),
+        (["--target", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
+        (["--target", "anthropic:claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
+        (["--target", "openai:m@ftp://host/v1"], "ftp://host/v1"),
+        (["--target", "openai:m@mock", "--target", "openai:m@mock"], "given twice"),
+        (["--dataset", "/nonexistent/prompts.jsonl"], "/nonexistent/prompts.jsonl"),
+        (["--dataset", "nosuchset"], "'nosuchset'"),
+        (["--slo", "ttft_p95=fast"], "'ttft_p95=fast'"),
+        (["--slo", "ttft=500ms"], "'ttft=500ms'"),
+        (["--shape", "1000"], "'1000'"),
+        (["--requests", "0"], "'0'"),
+        (["--concurrency", "x"], "'x'"),
+        (["--duration", "soon"], "'soon'"),
+        (["--rate", "-3"], "'-3'"),
+        (["--pricing", "/nonexistent/prices.toml"], "/nonexistent/prices.toml"),
+        (["--mock-config", "/nonexistent/mock.toml"], "/nonexistent/mock.toml"),
+        (["--base-url", "http://127.0.0.1:1/v1"], "--base-url"),
+        (["--bogus"], "--bogus"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args: list[str], env: dict[str, str], needle: str) -> None:
-    proc = run_cli(*args, env=env, timeout=60)
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    code, out, err = run_main(capsys, "replay", *args)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert needle in lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in err
 
 
-def test_unreachable_endpoint_is_a_one_line_runtime_error() -> None:
-    proc = run_cli(
+def test_unreadable_dataset_contents(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    code, _, err = run_main(capsys, "replay", "--dataset", str(bad))
+    assert code == 2 and "broken.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_otlp_export_reaches_a_collector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    received: list[tuple[str, str]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code, _, err = run_main(
+            capsys, "replay", "--target", "openai:mock-fast@mock", "--requests", "3", "--warmup", "1",
+            "--otlp-endpoint", f"http://127.0.0.1:{server.server_port}", "--output-dir", str(tmp_path),
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert code == 0, err
+    paths = {path for path, _ in received}
+    assert {"/v1/metrics", "/v1/traces"} <= paths
+    assert all(kind == "application/x-protobuf" for _, kind in received)
+
+
+def test_unreachable_endpoint_is_a_one_line_runtime_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    code, out, err = run_main(
+        capsys,
         "replay",
         "--target",
-        "openai:gpt-x",
-        "--base-url",
-        "http://127.0.0.1:9/v1",
+        "openai:gpt-x@http://127.0.0.1:9/v1",
+        "--max-retries",
+        "0",
         "--requests",
         "2",
-        env={"OPENAI_API_KEY": "sk-unreachable-SECRET"},
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path),
     )
-    assert proc.returncode == 1, (proc.stdout, proc.stderr)
-    (line,) = proc.stderr.strip().splitlines()
-    assert "cannot reach http://127.0.0.1:9/v1" in line
-    assert "sk-unreachable-SECRET" not in proc.stdout + proc.stderr
+    assert code == 1, (out, err)
+    (line,) = err.strip().splitlines()
+    assert "cannot reach http://127.0.0.1:9/v1" in line and "openai:gpt-x" in line
+    assert SECRET not in out + err
+    assert not (tmp_path / "raw").exists()  # nothing measured, nothing written
+
+
+def test_every_request_failing_is_a_runtime_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mock.toml"
+    config.write_text('[faults]\n"401" = 1.0\n')
+    code, out, err = run_main(
+        capsys, "replay", "--target", "openai:m@mock", "--mock-config", str(config), "--no-progress",
+        "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 1, (out, err)
+    assert "every warm-up request" in err and "AuthenticationError (HTTP 401)" in err
+    assert "Traceback" not in err
+
+
+def test_console_script_bad_input_and_debug() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.run(
+        [OTELBENCH, "replay", "--slo", "ttft_p95=soon"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "otelbench: error: invalid --slo 'ttft_p95=soon': expected METRIC_pQ=VALUE with METRIC "
+        "ttft|duration|tpot|itl and unit us|ms|s, e.g. ttft_p95=500ms"
+    ]
+    debug = subprocess.run(
+        [OTELBENCH, "--debug", "replay", "--slo", "ttft_p95=soon"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_keys_never_reach_output(
+    isolated_mock_server: MockServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET + "-ant")
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(
+        capsys,
+        "replay",
+        "--target",
+        f"openai:keyed@{isolated_mock_server.openai_base_url}",
+        "--target",
+        f"anthropic:keyed@{isolated_mock_server.anthropic_base_url}",
+        "--requests",
+        "3",
+        "--warmup",
+        "1",
+        "--output-dir",
+        str(out_dir),
+    )
+    assert code == 0, err
+    written = "".join(p.read_text() for p in out_dir.rglob("*") if p.is_file())
+    assert SECRET not in out + err + written
+    assert "openai:keyed@http://127.0.0.1" in out  # the endpoint is named, the key is not
+
+
+def test_dataset_shape_nonce_slo_and_no_stream_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(
+        '{"prompt": "hello", "max_tokens": 3}\n{"messages": [{"role": "user", "content": "hi"}]}\n'
+    )
+    out_dir = tmp_path / "out"
+    common = ["--requests", "4", "--warmup", "1", "--no-progress", "--output-dir", str(out_dir)]
+    code, out, err = run_main(
+        capsys, "replay", "--target", "anthropic:mock-balanced@mock", "--dataset", str(prompts), "--nonce",
+        "--slo", "ttft_p95=10s", "--slo", "duration_p50=1ms", *common,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "SLO ttft_p95=10s" in out and "MISSED" in out  # a 1 ms median duration cannot be met
+    (result,) = _latest(out_dir)["results"]
+    assert result["metrics"]["goodput_rps"] == 0 and result["metrics"]["slo_attainment"] == 0
+    assert [s["met"] for s in result["details"]["slo"]] == [True, False]
+    # --shape: synthetic prompts; max_tokens caps the mock's replies.
+    code, _, err = run_main(
+        capsys, "replay", "--target", "openai:mock-slow@mock", "--shape", "200:5", *common
+    )
+    assert code == 0, err
+    (result,) = _latest(out_dir)["results"]
+    assert result["metrics"]["output_tokens"] == 4 * 5
+    assert result["metrics"]["input_tokens"] == pytest.approx(4 * 200, rel=0.01)  # the mock: chars / 4
+    # --no-stream: no chunks, so no TTFT; durations still come from the metrics.
+    code, out, err = run_main(capsys, "replay", "--target", "ollama:mock-fast@mock", "--no-stream", *common)
+    assert code == 0, err
+    (result,) = _latest(out_dir)["results"]
+    assert "ttft_p50_s" not in result["metrics"] and result["metrics"]["duration_p50_s"] > 0
+
+
+def _latest(out_dir: Path) -> dict:  # type: ignore[type-arg]
+    newest = max((out_dir / "raw").glob("benchmarks-*.json"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(newest.read_text())  # type: ignore[no-any-return]
+
+
+# --- Ctrl-C -----------------------------------------------------------------------------------
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return subprocess.Popen(
+        [OTELBENCH, "replay", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def _wait_for(proc: subprocess.Popen[str], needle: str, timeout: float = 90) -> list[str]:
+    """Read stderr lines until one contains ``needle``."""
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            return seen
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError(f"never saw {needle!r}: {seen}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_sending_drains_and_writes_partial_results(tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    proc = _start(["--requests", "500", "--output-dir", str(out_dir)])
+    _wait_for(proc, "openai:mock-fast: started")
+    time.sleep(1.0)
+    sent_sigint = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent_sigint < 30  # drained (requests take < 1 s) and wrote, no hang
+    assert "interrupted: no new requests" in stderr and "partial results written" in stderr
+    assert "not started: anthropic:mock-balanced, ollama:mock-slow" in stderr
+    assert "Traceback" not in stderr
+    assert "PARTIAL" in stdout
+    document = _latest(out_dir)
+    (result,) = document["results"]  # the targets never started are not reported
+    assert result["target_id"] == "replay/openai:mock-fast"
+    assert result["details"]["partial"] is True and result["metrics"]["partial"] == 1
+    assert 0 < result["metrics"]["requests"] < 500
+    (log,) = (out_dir / "raw").glob("requests-*.jsonl")
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    measured = [r for r in rows if r["target"] == "openai:mock-fast" and not r["warmup"]]
+    # Requests in flight at Ctrl-C finished (drained), none was cut off.
+    assert measured and all(r["status"] == "ok" for r in measured)
+    assert len(measured) == result["metrics"]["requests"]
+    assert "Partial" in (out_dir / "summary.md").read_text()
+    assert not [p for p in out_dir.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_ctrl_c_drain_is_bounded(tmp_path: Path) -> None:
+    config = tmp_path / "mock.toml"
+    config.write_text('[models."stuck"]\nttft_ms = 60000\n')
+    out_dir = tmp_path / "out"
+    proc = _start([
+        "--target", "openai:stuck@mock", "--mock-config", str(config), "--warmup", "0", "--requests", "8",
+        "--drain-timeout", "0.5", "--output-dir", str(out_dir),
+    ])  # fmt: skip
+    _wait_for(proc, "openai:stuck: started")
+    time.sleep(0.5)
+    sent_sigint = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent_sigint < 20  # 0.5 s drain, then cancelled: not the 60 s TTFT
+    (log,) = (out_dir / "raw").glob("requests-*.jsonl")
+    statuses = [json.loads(line)["status"] for line in log.read_text().splitlines()]
+    assert statuses and set(statuses) == {"cancelled"}
+    assert "Traceback" not in stderr
+
+
+# --- atomic output -----------------------------------------------------------------------------
+
+
+def _fake_outcome(n: int = 5) -> ReplayOutcome:
+    target = parse_target("openai:m@mock", {})
+    requests = [
+        RawRequest(target.id, i, False, "p", 1_000_000 * i, 1_000_000 * i, 1_000_000 * i + 50_000_000)
+        for i in range(n)
+    ]
+    run = TargetRun(target, requests, LoadResult(n, 0, 0, 60_000_000 * n))
+    config = ReplayConfig(
+        [target], [Prompt(({"role": "user", "content": "x"},))], "fake", LoadSpec(Limits(requests=n))
+    )
+    return ReplayOutcome(config, [run], False, [], 0)
+
+
+def test_output_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome = _fake_outcome()
+    reports = [build_report(r, [], PriceTable()) for r in outcome.runs]
+    first = write_outputs(outcome, reports, compare(reports), tmp_path)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert {p.name for p in before} >= {first[0].name, "summary.md", first[2].name, "history.csv"}
+
+    # A failure half-way through writing the request log (e.g. a full disk) must leave every
+    # existing file as it was and no partial or temporary file behind.
+    calls = {"n": 0}
+    real = RawRequest.to_json
+
+    def failing(self: RawRequest, origin_ns: int) -> dict:  # type: ignore[type-arg]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(self, origin_ns)
+
+    monkeypatch.setattr(RawRequest, "to_json", failing)
+    time.sleep(1.1)  # a new timestamp, so the new files would not overwrite the old ones
+    with pytest.raises(OSError, match="disk full"):
+        write_outputs(outcome, reports, compare(reports), tmp_path)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before

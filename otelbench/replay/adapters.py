@@ -1,0 +1,352 @@
+"""One adapter per official SDK: send a prompt, note what the client saw, raise the SDK's errors.
+
+The adapters never time anything for the summary (the instrumentation does that); they record
+the client-side view for the raw log: when each content-bearing chunk arrived (text, tool-call
+or thinking deltas; role-only and bookkeeping chunks don't count, as in the instrumentation),
+when the last stream item arrived, and the token usage the provider reported.
+
+The end of a request is the arrival of its last stream item, not the moment the ``async for``
+loop finishes: the instrumentation stops its clock at the end of the stream and then records
+its histograms (one value per chunk gap with ``chunk_timing="each"``, ~10-30 us each) before
+the loop sees the end, so a later timestamp would add the instrumentation's own recording
+time to the client's duration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anthropic
+import httpx
+import ollama
+import openai
+
+from otelbench.datasets import Prompt
+
+from .targets import OPENAI_DEFAULT_URL, Target
+
+#: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
+DEFAULT_MAX_TOKENS = 1024
+#: Connections per SDK client. httpx's pool scans every connection each time it assigns a
+#: request, so one pool of 1 000 costs O(n^2) CPU; above this, requests rotate over several
+#: clients.
+POOL_SIZE = 50
+
+
+@dataclass
+class Observation:
+    """The client-side view of one request."""
+
+    #: When the SDK method was called (after the request arguments were built).
+    sent_ns: int = 0
+    chunk_ns: list[int] = field(default_factory=list)
+    #: When the last item of the response (usage chunk, final event or done record) arrived.
+    end_ns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+
+    def send(self) -> None:
+        """The SDK method is being called now."""
+        self.sent_ns = time.perf_counter_ns()
+
+    def chunk(self) -> None:
+        """A content-bearing chunk arrived now."""
+        self.chunk_ns.append(time.perf_counter_ns())
+
+    def seen(self) -> None:
+        """Any stream item (content or not) arrived now."""
+        self.end_ns = time.perf_counter_ns()
+
+    def done(self) -> None:
+        """The whole (non-streamed) response arrived now."""
+        self.end_ns = time.perf_counter_ns()
+
+
+class Adapter(Protocol):
+    """Sends prompts through one SDK client."""
+
+    provider: str
+
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """Send ``prompt``, consume the reply, fill ``obs``; raise the SDK's exception on failure."""
+        ...
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """True if ``exc`` means the endpoint could not be reached at all."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the SDK clients are built."""
+
+    connections: int = 100
+    stream: bool = True
+    max_retries: int = 2
+    timeout: float = 600.0
+
+    @property
+    def clients(self) -> int:
+        """SDK clients to rotate over (each holds at most ~POOL_SIZE busy connections)."""
+        return max(1, math.ceil(self.connections / POOL_SIZE))
+
+
+def make_adapter(target: Target, options: ClientOptions) -> Adapter:
+    """The adapter for ``target``'s SDK."""
+    if target.scheme == "openai":
+        return OpenAIAdapter(target, options)
+    if target.scheme == "anthropic":
+        return AnthropicAdapter(target, options)
+    return OllamaAdapter(target, options)
+
+
+def _json_schema(tool: Any) -> dict[str, Any]:
+    params = tool.get("parameters")
+    return dict(params) if isinstance(params, dict) else {"type": "object", "properties": {}}
+
+
+class OpenAIAdapter:
+    """Chat Completions through ``openai.AsyncOpenAI`` (also any OpenAI-compatible server)."""
+
+    provider = "openai"
+
+    def __init__(self, target: Target, options: ClientOptions) -> None:
+        # DEFAULT_CONNECTION_LIMITS' own class, so the limits match whichever httpx the SDK uses.
+        # A pool never smaller than the concurrency: requests must not queue inside the client.
+        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+            max_connections=options.connections, max_keepalive_connections=options.connections
+        )
+        self.clients = [
+            openai.AsyncOpenAI(
+                base_url=target.base_url,
+                api_key=target.api_key,
+                max_retries=options.max_retries,
+                timeout=options.timeout,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
+            )
+            for _ in range(options.clients)
+        ]
+        # Resolve the lazily built resources now: the first access imports modules (~0.1 s),
+        # which must not land inside the first measured request.
+        self.completions = itertools.cycle([c.chat.completions for c in self.clients])
+        self.model = target.model
+        self.stream = options.stream
+        # OpenAI's own API wants max_completion_tokens (reasoning models reject max_tokens);
+        # OpenAI-compatible servers widely understand only max_tokens.
+        official = target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL
+        self.max_key = "max_completion_tokens" if official else "max_tokens"
+
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """See :class:`Adapter`."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages)}
+        if prompt.max_tokens:
+            kwargs[self.max_key] = prompt.max_tokens
+        if prompt.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "parameters": _json_schema(t),
+                    },
+                }
+                for t in prompt.tools
+            ]
+        completions = next(self.completions)
+        obs.send()
+        if not self.stream:
+            response = await completions.create(**kwargs)
+            obs.chunk()  # the whole body arrived at once
+            obs.done()
+            if response.usage:
+                obs.input_tokens = response.usage.prompt_tokens
+                obs.output_tokens = response.usage.completion_tokens
+            if response.choices:
+                obs.finish_reason = response.choices[0].finish_reason
+            return
+        stream = await completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        try:
+            async for chunk in stream:
+                obs.seen()
+                for choice in chunk.choices:
+                    delta = choice.delta
+                    if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
+                        obs.chunk()
+                    if choice.finish_reason:
+                        obs.finish_reason = choice.finish_reason
+                if chunk.usage:
+                    obs.input_tokens = chunk.usage.prompt_tokens
+                    obs.output_tokens = chunk.usage.completion_tokens
+        finally:
+            await stream.close()  # frees the connection when cancelled mid-stream
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """See :class:`Adapter`."""
+        return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
+
+    async def aclose(self) -> None:
+        """See :class:`Adapter`."""
+        for client in self.clients:
+            await client.close()
+
+
+class AnthropicAdapter:
+    """Messages API through ``anthropic.AsyncAnthropic``."""
+
+    provider = "anthropic"
+
+    def __init__(self, target: Target, options: ClientOptions) -> None:
+        limits = type(anthropic.DEFAULT_CONNECTION_LIMITS)(
+            max_connections=options.connections, max_keepalive_connections=options.connections
+        )
+        self.clients = [
+            anthropic.AsyncAnthropic(
+                base_url=target.base_url,
+                api_key=target.api_key,
+                max_retries=options.max_retries,
+                timeout=options.timeout,
+                http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
+            )
+            for _ in range(options.clients)
+        ]
+        # Built lazily by the SDK; see OpenAIAdapter.
+        self.messages = itertools.cycle([c.messages for c in self.clients])
+        self.model = target.model
+        self.stream = options.stream
+
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """See :class:`Adapter`."""
+        system = "\n\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": prompt.max_tokens or DEFAULT_MAX_TOKENS,
+            "messages": [m for m in prompt.messages if m["role"] != "system"],
+        }
+        if system:
+            kwargs["system"] = system
+        if prompt.tools:
+            kwargs["tools"] = [
+                {"name": t["name"], "description": t.get("description", ""), "input_schema": _json_schema(t)}
+                for t in prompt.tools
+            ]
+        messages = next(self.messages)
+        obs.send()
+        if not self.stream:
+            message = await messages.create(**kwargs)
+            obs.chunk()
+            obs.done()
+            obs.input_tokens = message.usage.input_tokens
+            obs.output_tokens = message.usage.output_tokens
+            obs.finish_reason = message.stop_reason
+            return
+        stream = await messages.create(**kwargs, stream=True)
+        try:
+            async for event in stream:
+                obs.seen()
+                kind = event.type
+                if kind == "content_block_delta":
+                    obs.chunk()
+                elif kind == "message_start":
+                    obs.input_tokens = event.message.usage.input_tokens
+                elif kind == "message_delta":
+                    obs.output_tokens = event.usage.output_tokens
+                    obs.finish_reason = event.delta.stop_reason
+        finally:
+            await stream.close()
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """See :class:`Adapter`."""
+        return isinstance(exc, anthropic.APIConnectionError) and not isinstance(
+            exc, anthropic.APITimeoutError
+        )
+
+    async def aclose(self) -> None:
+        """See :class:`Adapter`."""
+        for client in self.clients:
+            await client.close()
+
+
+class OllamaAdapter:
+    """``/api/chat`` through ``ollama.AsyncClient`` (no SDK retries: Ollama's client has none)."""
+
+    provider = "ollama"
+
+    def __init__(self, target: Target, options: ClientOptions) -> None:
+        # The Ollama client passes extra keyword arguments to its httpx.AsyncClient.
+        self.clients = [
+            ollama.AsyncClient(
+                host=target.base_url,
+                timeout=options.timeout,
+                limits=httpx.Limits(
+                    max_connections=options.connections, max_keepalive_connections=options.connections
+                ),
+            )
+            for _ in range(options.clients)
+        ]
+        self._next = itertools.cycle(self.clients)
+        self.model = target.model
+        self.stream = options.stream
+
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """See :class:`Adapter`."""
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages)}
+        if prompt.max_tokens:
+            kwargs["options"] = {"num_predict": prompt.max_tokens}
+        if prompt.tools:
+            kwargs["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t["name"],
+                        "description": t.get("description", ""),
+                        "parameters": _json_schema(t),
+                    },
+                }
+                for t in prompt.tools
+            ]
+        client = next(self._next)
+        obs.send()
+        if not self.stream:
+            response = await client.chat(**kwargs, stream=False)
+            obs.chunk()
+            obs.done()
+            obs.input_tokens = response.prompt_eval_count
+            obs.output_tokens = response.eval_count
+            obs.finish_reason = response.done_reason
+            return
+        parts = await client.chat(**kwargs, stream=True)
+        try:
+            async for part in parts:
+                obs.seen()
+                message = part.message
+                if message.content or message.tool_calls or message.thinking:
+                    obs.chunk()
+                if part.done:
+                    obs.input_tokens = part.prompt_eval_count
+                    obs.output_tokens = part.eval_count
+                    obs.finish_reason = part.done_reason
+        finally:
+            # An async generator (behind the instrumentation's proxy): close it if cut short.
+            closer = getattr(parts, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """See :class:`Adapter`."""
+        # The SDK turns httpx.ConnectError into the built-in ConnectionError.
+        return isinstance(exc, ConnectionError | httpx.ConnectError)
+
+    async def aclose(self) -> None:
+        """See :class:`Adapter`."""
+        for client in self.clients:
+            await client.close()  # type: ignore[no-untyped-call]

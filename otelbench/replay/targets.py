@@ -1,0 +1,162 @@
+"""Target specs: ``SCHEME:MODEL[@URL]``, resolved against the environment.
+
+    openai:gpt-4o-mini                         OpenAI, key from OPENAI_API_KEY
+    anthropic:claude-3-5-haiku-latest          Anthropic, key from ANTHROPIC_API_KEY
+    ollama:llama3.2:1b                         Ollama at OLLAMA_HOST (default 127.0.0.1:11434)
+    openai:meta-llama/Llama-3.1-8B@http://127.0.0.1:8000/v1
+                                               any OpenAI-compatible server (vLLM, llama.cpp, LM Studio)
+    anthropic:mock-x@mock                      the embedded mock, through that SDK
+
+``MODEL`` may contain colons (Ollama tags); everything after the first ``@`` that starts a URL
+(``http://``, ``https://``) or the word ``mock`` is the endpoint. ``--base-url URL`` is the
+endpoint of every target given without ``@``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlsplit
+
+from otelbench.errors import UsageError
+
+SCHEMES = ("openai", "anthropic", "ollama")
+MOCK = "mock"
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
+_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+# Local OpenAI-compatible servers ignore the key, but the SDKs refuse to start without one.
+PLACEHOLDER_KEY = "unused"
+_ENDPOINT = re.compile(r"@(?=https?://|mock$)")
+
+
+@dataclass(frozen=True, repr=False)
+class Target:
+    """One provider endpoint and model to replay against."""
+
+    scheme: str
+    model: str
+    #: Endpoint URL; None = the provider's default; "mock" = the embedded mock (until resolved).
+    base_url: str | None
+    api_key: str | None = field(default=None, repr=False)
+    #: True when the endpoint was named by the user (shown in the id).
+    explicit_url: bool = False
+    #: True once ``base_url`` points at the running embedded mock.
+    mock_resolved: bool = False
+
+    def __repr__(self) -> str:
+        # Never the raw URL or key: a URL may carry credentials (https://user:key@host).
+        return f"Target({self.id!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def is_mock(self) -> bool:
+        """Served by the embedded mock."""
+        return self.base_url == MOCK or self.mock_resolved
+
+    @property
+    def id(self) -> str:
+        """How the target is named in tables and files (credentials never included)."""
+        if self.explicit_url and not self.mock_resolved and self.base_url not in (None, MOCK):
+            return f"{self.scheme}:{self.model}@{redact_url(self.base_url)}"
+        return f"{self.scheme}:{self.model}"
+
+    @property
+    def endpoint(self) -> str:
+        """The URL requests go to, without credentials (for messages and result files)."""
+        if self.base_url is None:
+            return {"openai": OPENAI_DEFAULT_URL, "anthropic": ANTHROPIC_DEFAULT_URL}.get(
+                self.scheme, DEFAULT_OLLAMA_HOST
+            )
+        return redact_url(self.base_url)
+
+    @property
+    def host_port(self) -> tuple[str | None, int | None]:
+        """Host and port the instrumentation reports as server.address / server.port."""
+        url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None:
+            port = {"https": 443, "http": 80}.get(parts.scheme)
+        return parts.hostname, port
+
+    def with_mock(self, url: str) -> Target:
+        """This target pointed at the running embedded mock at ``url``."""
+        base = {"openai": f"{url}/v1"}.get(self.scheme, url)
+        return replace(self, base_url=base, api_key="mock-key", mock_resolved=True)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where keys tend to hide)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None) -> Target:
+    """Parse ``SCHEME:MODEL[@URL]`` and find its key; a UsageError names what is wrong."""
+    scheme, sep, rest = spec.partition(":")
+    if not sep or not rest or scheme not in SCHEMES:
+        raise UsageError(
+            f"bad --target {spec!r}: expected SCHEME:MODEL[@URL] with SCHEME one of {', '.join(SCHEMES)}"
+        )
+    found = _ENDPOINT.search(rest)
+    model, url = (rest[: found.start()], rest[found.end() :]) if found else (rest, None)
+    if not model:
+        raise UsageError(f"bad --target {spec!r}: the model name is empty")
+    explicit = url is not None
+    if url is None:
+        url = base_url
+        explicit = base_url is not None
+    if url is not None and url != MOCK:
+        _check_url(url, spec)
+    if scheme == "ollama":
+        if url is None:
+            url = env.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+            if "://" not in url:
+                url = f"http://{url}"
+            _check_url(url, "OLLAMA_HOST")
+        return Target(scheme, model, url, None, explicit)
+    if url == MOCK:
+        return Target(scheme, model, MOCK, "mock-key")
+    key_var = _KEY_ENV[scheme]
+    key = env.get(key_var)
+    if not key:
+        if url is None and not (scheme == "openai" and env.get("OPENAI_BASE_URL")):
+            raise UsageError(f"--target {spec}: {key_var} is not set")
+        key = PLACEHOLDER_KEY
+    return Target(scheme, model, url, key, explicit)
+
+
+def _check_url(url: str, where: str) -> None:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise UsageError(f"bad endpoint {redact_url(url)!r} in {where!r}: invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"bad endpoint {redact_url(url)!r} in {where!r}: expected http(s)://HOST[:PORT][/PATH]"
+        )
+
+
+def default_mock_targets() -> list[Target]:
+    """The three embedded-mock targets of a bare ``otelbench replay``: one per SDK."""
+    return [
+        Target("openai", "mock-fast", MOCK, "mock-key"),
+        Target("anthropic", "mock-balanced", MOCK, "mock-key"),
+        Target("ollama", "mock-slow", MOCK, "mock-key"),
+    ]
