@@ -482,11 +482,22 @@ def suppress_telemetry_errors(what: str) -> Iterator[None]:
         log.debug("otelbench telemetry failed: %s", what, exc_info=True)
 
 
-def _count(value: object, previous: int | None) -> int | None:
+#: OTLP carries integer attributes as int64: a larger count from a hostile or broken server cannot be
+#: exported (the OTLP exporter logs an error with a traceback for every such span), so it is dropped.
+INT64_MAX = 2**63 - 1
+
+
+def as_count(value: object) -> int | None:
+    """``value`` if it is a plausible count (an int, not a bool, within 0..int64 max), else None."""
     # bool is an int subclass; a provider sending true/false as a count is ignored.
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= INT64_MAX:
         return value
-    return previous
+    return None
+
+
+def _count(value: object, previous: int | None) -> int | None:
+    count = as_count(value)
+    return previous if count is None else count
 
 
 def _short(exc: BaseException | None) -> str:

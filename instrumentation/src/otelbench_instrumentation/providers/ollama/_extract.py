@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
-from ...recorder import LLMRecorder
+from ...recorder import LLMRecorder, as_count
 
 # (option key, attribute, value type). The conventions' names first, then Ollama's own.
 _OPTIONS: tuple[tuple[str, str, type], ...] = (
@@ -68,9 +68,7 @@ def _typed(value: object, kind: type) -> AttributeValue | None:
 
 
 def _count(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
+    return as_count(value)
 
 
 def _option_getter(options: object) -> Any:
