@@ -3,7 +3,9 @@
 #   - OpenTelemetry Collector, built by ocb from collector-config/builder-config.yaml
 #   - Jaeger v2 (all-in-one), `go install`ed at a pinned release commit
 #   - Prometheus, from Debian's package
-# Prints `export ...` lines for the tests (OTELBENCH_OTELCOL, OTELBENCH_JAEGER, OTELBENCH_PROMETHEUS).
+#   - Chromium, from Debian's package (headless, for the HTML report test)
+# Prints `export ...` lines for the tests (OTELBENCH_OTELCOL, OTELBENCH_JAEGER, OTELBENCH_PROMETHEUS,
+# OTELBENCH_CHROMIUM).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,6 +65,18 @@ if [[ -z "$prometheus" ]]; then
     prometheus=$(command -v prometheus)
 fi
 
+# --- Chromium (renders the HTML report in tests/bench/test_report.py) -----------------------
+chromium=$(command -v chromium || command -v chromium-browser || true)
+if [[ -z "$chromium" ]]; then
+    log "installing Chromium from Debian"
+    sudo_=""
+    [[ $(id -u) -ne 0 ]] && sudo_=sudo
+    $sudo_ apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends chromium >&2
+    chromium=$(command -v chromium)
+fi
+
 echo "export OTELBENCH_OTELCOL=$otelcol"
 echo "export OTELBENCH_JAEGER=$jaeger"
 echo "export OTELBENCH_PROMETHEUS=$prometheus"
+echo "export OTELBENCH_CHROMIUM=$chromium"

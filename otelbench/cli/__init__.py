@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from otelbench.errors import OtelbenchError
 
-from . import mock, replay, run
+from . import compare, mock, replay, report, run
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (replay, mock, run):
+    for module in (replay, mock, run, compare, report):
         module.register(sub)
     for command in sub.choices.values():
         # Also accept `otelbench replay --debug`; SUPPRESS keeps the top-level value otherwise.

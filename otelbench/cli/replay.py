@@ -25,6 +25,8 @@ from otelbench.load import Limits
 from otelbench.replay.pricing import PriceTable, load_prices
 from otelbench.replay.slo import SLO, parse_slo
 from otelbench.replay.targets import Target, default_mock_targets, parse_target
+from otelbench.sweep import DEFAULT_METRIC as DEFAULT_SWEEP_METRIC
+from otelbench.sweep import METRICS as SWEEP_METRICS
 from otelbench.targets import DEFAULT_OUTPUT_DIR
 
 if TYPE_CHECKING:
@@ -164,6 +166,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="after Ctrl-C, seconds to let requests in flight finish",
     )
     load.add_argument("--seed", type=int, default=0, help="seed of the embedded mock and Poisson arrivals")
+    sw = p.add_argument_group("sweeps (see docs/replay.md)")
+    sw.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="replay every combination of these values (repeatable): a request option (temperature, "
+        "top_p, num_ctx, num_gpu, ...), max_tokens, concurrency or rate",
+    )
+    sw.add_argument(
+        "--runs",
+        type=_positive_int,
+        help="runs per configuration (default 3 with --sweep, else 1)",
+    )
+    sw.add_argument(
+        "--sweep-metric",
+        choices=tuple(SWEEP_METRICS),
+        default=DEFAULT_SWEEP_METRIC,
+        help=f"picks the best configuration (default {DEFAULT_SWEEP_METRIC}; latencies lower, rates higher is better)",
+    )
+    sw.add_argument(
+        "--sweep-baseline",
+        metavar="KEY=V,...",
+        help="the configuration the others are compared with (default: the first)",
+    )
     out = p.add_argument_group("results")
     out.add_argument(
         "--slo",
@@ -272,6 +299,8 @@ def _progress(enabled: bool) -> Progress:
 
 def run(args: argparse.Namespace) -> int:
     """Run the replay, print the comparison, write the result files; return the exit code."""
+    if args.sweep or (args.runs or 1) > 1:
+        return run_sweep(args)
     config, slos, prices = build_config(args)
     from otelbench.replay.report import build_report, compare, print_terminal, render_terminal, write_outputs
     from otelbench.replay.runner import run_replay
@@ -303,3 +332,46 @@ def run(args: argparse.Namespace) -> int:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(rep.raw_errors.items()))
         raise ProviderError(f"{rep.id}: all {rep.raw_requests} requests failed ({kinds})")
     return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    """Replay every configuration of the ``--sweep`` axes ``--runs`` times; print and write the sweep."""
+    from otelbench.sweep import check_applicable, parse_axes, parse_configuration
+
+    axes = parse_axes(args.sweep)
+    keys = {a.key for a in axes}
+    if "concurrency" in keys and args.rate is not None:
+        raise UsageError("--sweep concurrency has no effect in an open loop (--rate); sweep rate instead")
+    baseline = parse_configuration(args.sweep_baseline, axes) if args.sweep_baseline else None
+    if args.slo:
+        raise UsageError("--slo is not evaluated in a sweep; run the chosen configuration without --sweep")
+    config, _slos, _prices = build_config(args)
+    notes = check_applicable(axes, (t.scheme for t in config.targets))
+    runs = args.runs or (3 if axes else 1)
+    from otelbench.replay.progress import NullProgress
+    from otelbench.replay.report import print_terminal
+    from otelbench.sweep import render_terminal, run_sweep, write_sweep
+
+    # Sweep-level lines only; each run gets its own progress display (closed when the run ends).
+    say = NullProgress()
+    if any(t.is_mock for t in config.targets):
+        say.message("replaying against the embedded mock (no real provider is contacted)")
+    for note in notes:
+        say.message(f"note: {note}")
+    result = run_sweep(
+        config,
+        axes,
+        runs,
+        metric=args.sweep_metric,
+        baseline=baseline,
+        progress=lambda: _progress(args.progress),
+        message=say.message,
+    )
+    result.notes = notes
+    if not any(cell.runs for cell in result.cells.values()):
+        say.message("interrupted before any measurement; nothing written")
+        return EXIT_INTERRUPTED
+    print_terminal(render_terminal(result))
+    csv_path, md_path = write_sweep(result, args.output_dir)
+    print(f"\nsweep: {csv_path}\nsummary: {md_path}")
+    return EXIT_INTERRUPTED if result.partial else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from otelbench.targets import (
@@ -62,7 +63,17 @@ def run(args: argparse.Namespace) -> int:
         for warning in result.details.get("warnings") or []:
             print(f"warning: {result.target_id}: {warning}", file=sys.stderr)
     print(f"\nraw results: {raw_path}\nsummary:     {summary_path}")
+    previous = previous_results(raw_path)
+    if previous is not None:
+        print(f"compare:     otelbench compare {previous} {raw_path}")
     return 0
+
+
+def previous_results(raw_path: Path) -> Path | None:
+    """The results file written before ``raw_path`` in the same directory (None if it is the first)."""
+    # By modification time: names of two runs in the same second do not sort in run order.
+    others = [p for p in raw_path.parent.glob("benchmarks-*.json") if p != raw_path]
+    return max(others, key=lambda p: (p.stat().st_mtime_ns, p.name)) if others else None
 
 
 def render_table(results: Sequence[BenchmarkResult]) -> str:

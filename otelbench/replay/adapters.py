@@ -27,6 +27,7 @@ import openai
 
 from otelbench.datasets import Prompt
 
+from .options import Options, options_for
 from .targets import OPENAI_DEFAULT_URL, Target
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
@@ -93,6 +94,8 @@ class ClientOptions:
     stream: bool = True
     max_retries: int = 2
     timeout: float = 600.0
+    #: Request options (temperature, num_ctx, ...); each adapter sends those its SDK accepts.
+    request: Options = field(default_factory=dict)
 
     @property
     def clients(self) -> int:
@@ -144,10 +147,11 @@ class OpenAIAdapter:
         # OpenAI-compatible servers widely understand only max_tokens.
         official = target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL
         self.max_key = "max_completion_tokens" if official else "max_tokens"
+        self.extra = options_for("openai", options.request)
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages)}
+        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages), **self.extra}
         if prompt.max_tokens:
             kwargs[self.max_key] = prompt.max_tokens
         if prompt.tools:
@@ -223,6 +227,7 @@ class AnthropicAdapter:
         self.messages = itertools.cycle([c.messages for c in self.clients])
         self.model = target.model
         self.stream = options.stream
+        self.extra = options_for("anthropic", options.request)
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
@@ -231,6 +236,7 @@ class AnthropicAdapter:
             "model": self.model,
             "max_tokens": prompt.max_tokens or DEFAULT_MAX_TOKENS,
             "messages": [m for m in prompt.messages if m["role"] != "system"],
+            **self.extra,
         }
         if system:
             kwargs["system"] = system
@@ -296,12 +302,16 @@ class OllamaAdapter:
         self._next = itertools.cycle(self.clients)
         self.model = target.model
         self.stream = options.stream
+        self.extra = options_for("ollama", options.request)
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
         kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages)}
+        extra = dict(self.extra)
         if prompt.max_tokens:
-            kwargs["options"] = {"num_predict": prompt.max_tokens}
+            extra["num_predict"] = prompt.max_tokens
+        if extra:
+            kwargs["options"] = extra
         if prompt.tools:
             kwargs["tools"] = [
                 {

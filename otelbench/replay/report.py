@@ -359,6 +359,7 @@ def to_results(
                 "stream": config.client.stream,
                 "nonce": config.nonce,
                 "parallel_targets": config.parallel,
+                "request_options": dict(config.client.request),
             },
             "partial": outcome.interrupted,
             "metric_errors": rep.errors,
@@ -638,6 +639,17 @@ def render_markdown(
 
 
 # --- files ----------------------------------------------------------------------------------------
+def stamped_path(directory: Path, prefix: str, suffix: str) -> Path:
+    """``directory/<prefix>-<UTC stamp><suffix>``, with ``-1``, ``-2``, ... if that exists already."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"{prefix}-{stamp}{suffix}"
+    n = 1
+    while path.exists():  # two runs in the same second keep both files
+        path = directory / f"{prefix}-{stamp}-{n}{suffix}"
+        n += 1
+    return path
+
+
 def write_outputs(
     outcome: ReplayOutcome,
     reports: Sequence[TargetReport],
@@ -651,12 +663,7 @@ def write_outputs(
     comparison (each version complete, so a reader never sees half a file).
     """
     out = Path(output_dir)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    log_path = out / "raw" / f"requests-{stamp}.jsonl"
-    n = 1
-    while log_path.exists():
-        log_path = out / "raw" / f"requests-{stamp}-{n}.jsonl"
-        n += 1
+    log_path = stamped_path(out / "raw", "requests", ".jsonl")
     origin = outcome.origin_ns
 
     def dump(fh: IO[str]) -> None:
@@ -681,6 +688,7 @@ __all__ = [
     "print_terminal",
     "render_markdown",
     "render_terminal",
+    "stamped_path",
     "to_results",
     "write_outputs",
 ]

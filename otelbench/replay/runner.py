@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otelbench.datasets import Prompt, new_run_tag, with_nonce
@@ -305,12 +305,7 @@ class _Runner:
             # Closed loop: one connection per slot. Open loop: in-flight count is unbounded; 1 000 is
             # the SDKs' own default ceiling (beyond it requests queue for a connection).
             connections = self.config.load.concurrency if self.config.load.rate is None else 1000
-            options = ClientOptions(
-                connections=max(connections, 10),
-                stream=self.config.client.stream,
-                max_retries=self.config.client.max_retries,
-                timeout=self.config.client.timeout,
-            )
+            options = replace(self.config.client, connections=max(connections, 10))
             for i, run in enumerate(self.runs):
                 self.adapters[i] = make_adapter(run.target, options)
             monitor = asyncio.create_task(self.lag.watch())

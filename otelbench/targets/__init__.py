@@ -9,6 +9,9 @@ Output layout (``write_results``)::
     <output_dir>/summary.md                        the latest run as Markdown tables
     <output_dir>/history.csv                       one row per metric per run (regression checks)
 
+:func:`run_all_benchmarks` adds to every result the process's CPU time and peak RSS
+(:func:`with_resource_usage`).
+
 Every file is written atomically (temp file in the same directory, fsync, ``os.replace``), so
 an interrupted or failing write never leaves a truncated file behind.
 """
@@ -17,11 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +35,11 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 from otelbench.errors import OtelbenchError, UsageError
+
+try:
+    import resource
+except ImportError:  # Windows: CPU time from os.times(), no peak RSS
+    resource = None  # type: ignore[assignment]
 
 SCHEMA_VERSION = 1
 DEFAULT_OUTPUT_DIR = "benchmarks/output"
@@ -91,12 +102,22 @@ def utc_now_iso() -> str:
 def all_targets() -> list[BenchTarget]:
     """Every registered target, in run order (the one place targets are listed)."""
     # Imported here so that listing the interface never pays for the targets' imports.
+    from .breaker import BreakerTarget
+    from .cache import CacheTarget
     from .mock_capacity import MockCapacityTarget
     from .overhead import InstrumentationOverheadTarget
+    from .replay_mock import ReplayMockTarget
+    from .retry import RetryTarget
+    from .router import RouterTarget
 
     return [
         InstrumentationOverheadTarget(),
         MockCapacityTarget(),
+        CacheTarget(),
+        RouterTarget(),
+        BreakerTarget(),
+        RetryTarget(),
+        ReplayMockTarget(),
     ]
 
 
@@ -129,8 +150,45 @@ def run_all_benchmarks(
     for target in select_targets(only):
         if on_start is not None:
             on_start(target)
-        results.append(target.run())
+        results.append(with_resource_usage(target.run))
     return results
+
+
+def process_usage() -> tuple[float, float, float]:
+    """This process's user CPU seconds, system CPU seconds and peak RSS (MiB; NaN if unknown)."""
+    if resource is None:
+        times = os.times()
+        return times.user, times.system, math.nan
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss_mib = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return usage.ru_utime, usage.ru_stime, rss_mib
+
+
+def with_resource_usage(run: Callable[[], BenchmarkResult]) -> BenchmarkResult:
+    """Call ``run`` and add this process's CPU time and peak RSS to its result.
+
+    Metrics ``client_cpu_s`` (user + system CPU seconds of this process during ``run``; child
+    processes such as an isolated mock are not included) and ``client_peak_rss_mib`` (the
+    process's peak resident set so far: a high-water mark, so it never drops from one target to
+    the next); ``details["resources"]`` splits them up and adds the wall time.
+    """
+    user0, system0, _ = process_usage()
+    wall0 = time.monotonic()
+    result = run()
+    user1, system1, rss = process_usage()
+    usage = {
+        "cpu_user_s": round(user1 - user0, 3),
+        "cpu_system_s": round(system1 - system0, 3),
+        "wall_s": round(time.monotonic() - wall0, 3),
+        "peak_rss_mib": round(rss, 1),
+    }
+    metrics = {
+        **result.metrics,
+        "client_cpu_s": usage["cpu_user_s"] + usage["cpu_system_s"],
+        "client_peak_rss_mib": usage["peak_rss_mib"],
+    }
+    return dataclasses.replace(result, metrics=metrics, details={**result.details, "resources": usage})
 
 
 # --- output -------------------------------------------------------------------------------
@@ -144,10 +202,12 @@ def atomic_write(path: Path, write: Callable[[IO[str]], object]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         # Never leave the half-written temp file; the previous ``path`` is untouched.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write (full disk) names no file by itself
         raise
     _fsync_dir(path.parent)
 
@@ -278,5 +338,6 @@ __all__ = [
     "select_targets",
     "target_ids",
     "utc_now_iso",
+    "with_resource_usage",
     "write_results",
 ]

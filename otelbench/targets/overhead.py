@@ -408,6 +408,7 @@ class InstrumentationOverheadTarget:
             "phase_seconds": {name: round(p.seconds, 2) for name, p in phases.items()},
             "total_seconds": round(time.monotonic() - started, 2),
             "per_round_median_us": per_round,
+            "samples": self._samples(phases),
             "alternative_estimates_us": min_estimates,
             "spans_expected": expected.spans,
             "spans_exported": exporter.spans,
@@ -711,6 +712,32 @@ class InstrumentationOverheadTarget:
             metrics[f"{key}per_chunk_overhead_each_min_us"] = ea_lo / chunks / 1e3
             metrics[f"{key}per_chunk_overhead_each_max_us"] = ea_hi / chunks / 1e3
         return metrics, per_round_us, {"min_based": min_based, "paired_median": paired}
+
+    def _samples(self, phases: dict[str, _PhaseResult]) -> dict[str, list[float]]:
+        """Per-round values behind the headline metrics, for ``otelbench compare``'s test."""
+        chunks = self.config.chunks
+        out: dict[str, list[float]] = {}
+
+        def us(values: Sequence[float], scale: int = 1) -> list[float]:
+            return [round(v / scale / 1e3, 4) for v in values]
+
+        def paired(phase: _PhaseResult, variant: str) -> list[float]:
+            rounds = zip(phase.per_round_ns[variant], phase.per_round_ns["baseline"], strict=True)
+            return [i - b for i, b in rounds]
+
+        for prefix in ("sync", "async"):
+            call, stream = phases.get(f"{prefix}_call"), phases.get(f"{prefix}_stream")
+            if call is None or stream is None:
+                continue
+            key = "" if prefix == "sync" else "async_"
+            out[f"{prefix}_call_baseline_us"] = us(call.per_round_ns["baseline"])
+            out[f"{prefix}_call_instrumented_us"] = us(call.per_round_ns["mean"])
+            out[f"{key}per_call_overhead_us"] = us(paired(call, "mean"))
+            out[f"{prefix}_stream_baseline_us"] = us(stream.per_round_ns["baseline"])
+            out[f"{prefix}_stream_instrumented_us"] = us(stream.per_round_ns["mean"])
+            out[f"{key}per_chunk_overhead_us"] = us(paired(stream, "mean"), chunks)
+            out[f"{key}per_chunk_overhead_each_us"] = us(paired(stream, "each"), chunks)
+        return out
 
     @staticmethod
     def _histogram_record_ns(records: int = 2000, repeats: int = 5) -> float:

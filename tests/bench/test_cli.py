@@ -82,42 +82,6 @@ def test_unreadable_dataset_contents(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert code == 2 and "broken.json" in err and len(err.strip().splitlines()) == 1
 
 
-def test_otlp_export_reaches_a_collector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    received: list[tuple[str, str]] = []
-
-    class Collector(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, self.headers["Content-Type"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        code, _, err = run_main(
-            capsys, "replay", "--target", "openai:mock-fast@mock", "--requests", "3", "--warmup", "1",
-            "--otlp-endpoint", f"http://127.0.0.1:{server.server_port}", "--output-dir", str(tmp_path),
-        )  # fmt: skip
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-    assert code == 0, err
-    paths = {path for path, _ in received}
-    assert {"/v1/metrics", "/v1/traces"} <= paths
-    assert all(kind == "application/x-protobuf" for _, kind in received)
-
-
 def test_unreachable_endpoint_is_a_one_line_runtime_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -91,6 +91,11 @@ def test_overhead_target_returns_finite_metrics_and_produced_spans(include_async
     assert details["time_per_output_chunk_values"] == details["time_per_output_chunk_values_expected"]
     assert details["warnings"] == []
     assert set(details["rounds_completed"].values()) == {2}
+    # One value per round behind each headline metric, for `otelbench compare`'s test.
+    samples = details["samples"]
+    assert {"per_call_overhead_us", "per_chunk_overhead_us"} <= set(samples) <= set(result.metrics)
+    assert all(len(values) == 2 for values in samples.values())
+    assert ("async_per_call_overhead_us" in samples) is include_async
     json.dumps(result.to_json(), allow_nan=False)  # details are plain JSON
 
 
