@@ -164,15 +164,24 @@ class ChatService:
 def main() -> None:
     """Serve a few rounds of prompts, wait out the breaker's reset timeout, serve again."""
     faults = int(os.environ.get("RESILIENT_APP_PRIMARY_FAULTS", "5"))
+    # More than one round (each with its own faults) keeps every counter growing across several
+    # Prometheus scrapes, which rate() needs: a series' first sample is only its baseline.
+    rounds = int(os.environ.get("RESILIENT_APP_ROUNDS", "1"))
+    pause = float(os.environ.get("RESILIENT_APP_ROUND_PAUSE", "0"))
     # The app retries itself; the SDK's own retries would hide failures from the breaker.
     with openai.OpenAI(max_retries=0) as client:
         service = ChatService(client, primary_faults=faults)
-        for prompt in PROMPTS:
-            print(f"{prompt!r} -> {len(service.answer(prompt))} chars")
-        time.sleep(RESET_TIMEOUT_S * 1.2)  # let the primary breaker go half-open
-        for i in range(3):
-            prompt = f"Fresh question number {i}."
-            print(f"{prompt!r} -> {len(service.answer(prompt))} chars")
+        for round_number in range(rounds):
+            if round_number:
+                time.sleep(pause)
+                service._primary_faults = faults
+            suffix = f" (round {round_number + 1})" if round_number else ""
+            for prompt in PROMPTS:
+                print(f"{prompt + suffix!r} -> {len(service.answer(prompt + suffix))} chars")
+            time.sleep(RESET_TIMEOUT_S * 1.2)  # let the primary breaker go half-open
+            for i in range(3):
+                prompt = f"Fresh question number {i}.{suffix}"
+                print(f"{prompt!r} -> {len(service.answer(prompt))} chars")
         states = {name: breaker.current_state for name, breaker in service.breakers.items()}
         print(f"cache hits={service.cache.hits} misses={service.cache.misses}; breakers {states}")
 

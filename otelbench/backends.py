@@ -76,8 +76,12 @@ class Ports:
 class Stack:
     """Jaeger, the Collector and Prometheus as child processes; a context manager."""
 
-    def __init__(self, ports: Ports | None = None, workdir: str | None = None) -> None:
+    def __init__(
+        self, ports: Ports | None = None, workdir: str | None = None, scrape_interval: str | None = None
+    ) -> None:
         self.ports = ports or Ports()
+        #: Overrides the config's 5 s (tests scrape every second, so short runs span several scrapes).
+        self.scrape_interval = scrape_interval
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="otelbench-backends-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -160,7 +164,10 @@ class Stack:
         """Start Prometheus scraping this stack's Collector (config copied with its port)."""
         template = (CONFIG_DIR / "prometheus.yml").read_text()
         config = self.workdir / "prometheus.yml"
-        config.write_text(template.replace("127.0.0.1:8889", f"127.0.0.1:{self.ports.prometheus_exporter}"))
+        text = template.replace("127.0.0.1:8889", f"127.0.0.1:{self.ports.prometheus_exporter}")
+        if self.scrape_interval:
+            text = text.replace("scrape_interval: 5s", f"scrape_interval: {self.scrape_interval}")
+        config.write_text(text)
         self._spawn(
             "prometheus",
             [
@@ -171,6 +178,18 @@ class Stack:
             ],
             {},
         )
+
+    def kill(self, name: str) -> None:
+        """Kill one backend at once (SIGKILL): no flush, as a crash would."""
+        proc = self.procs.pop(name, None)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart_collector(self, timeout: float = 60.0) -> None:
+        """Start the Collector again on the same ports and wait until it answers."""
+        self.start_collector()
+        self._wait_http(self.collector_metrics_url, "otelcol", timeout)
 
     def stop_one(self, name: str, timeout: float = 10.0) -> None:
         """Stop one backend by PID: SIGTERM, then SIGKILL after ``timeout`` seconds."""

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from otelbench.errors import OtelbenchError
 
-from . import compare, mock, replay, report, run
+from . import backends, compare, mock, replay, report, run, summarize
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (replay, mock, run, compare, report):
+    for module in (replay, mock, run, summarize, compare, report, backends):
         module.register(sub)
     for command in sub.choices.values():
         # Also accept `otelbench replay --debug`; SUPPRESS keeps the top-level value otherwise.
@@ -67,3 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("otelbench: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # A full disk or a vanished directory while writing results: say what and where.
+        if args.debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"otelbench: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_RUNTIME

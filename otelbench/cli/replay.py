@@ -258,9 +258,9 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
 
         mock_config = load_config(args.mock_config)
     if args.otlp_endpoint:
-        from otelbench.replay.telemetry import _otlp_exporters
+        from otelbench.replay.telemetry import check_otlp_endpoint
 
-        _otlp_exporters(args.otlp_endpoint)  # fail now, not after the warm-up
+        check_otlp_endpoint(args.otlp_endpoint)  # fail now, not after the warm-up
     requests = args.requests
     if requests is None and args.duration is None:
         requests = DEFAULT_REQUESTS

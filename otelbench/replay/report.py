@@ -340,6 +340,14 @@ def to_results(
         for name, (median, largest) in rep.client_offset.items():
             m[f"client_minus_recorded_{name}_p50_s"] = median
             m[f"client_minus_recorded_{name}_max_s"] = largest
+        run = rep.run
+        if run.cpu_s is not None:
+            m["client_cpu_s"] = run.cpu_s
+            m["client_cpu_per_request_ms"] = (
+                1e3 * run.cpu_s / rep.raw_requests if rep.raw_requests else math.nan
+            )
+        if run.peak_rss_mib is not None:
+            m["client_peak_rss_mib"] = run.peak_rss_mib
         m["partial"] = 1.0 if outcome.interrupted else 0.0
         gt = rep.run.ground_truth
         details: dict[str, Any] = {
@@ -393,6 +401,11 @@ def to_results(
                 "server_ttft_p50_s": gt.server_ttft_p50,
                 "receive_p50_s": gt.receive_p50,
             }
+        details["service"] = {
+            k: outcome.resource[k] for k in ("service.name", "service.instance.id") if k in outcome.resource
+        }
+        if outcome.export is not None:
+            details["otlp_export"] = {"endpoint": config.otlp_endpoint, **outcome.export.to_json()}
         if outcome.interrupted:
             details["note"] = "**Partial**: the run was interrupted (Ctrl-C); figures cover what finished."
         results.append(BenchmarkResult(f"replay/{rep.id}", m, timestamp, details=details))
@@ -598,6 +611,13 @@ def _footer(outcome: ReplayOutcome) -> str:
     )
     if outcome.mock_url:
         text += f"\nEmbedded mock at {outcome.mock_url} (child process)."
+    if outcome.export is not None:
+        service = outcome.resource.get("service.name")
+        instance = outcome.resource.get("service.instance.id")
+        text += (
+            f"\nOTLP export to {outcome.config.otlp_endpoint} as job={service} instance={instance}: "
+            f"{outcome.export.describe()}."
+        )
     missing = sorted({r.target.scheme for r in outcome.runs} - set(outcome.instrumented))
     if missing:
         text += f"\nNo instrumentation active for: {', '.join(missing)} (their metric columns are empty)."

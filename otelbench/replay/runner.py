@@ -27,11 +27,12 @@ from otelbench.load import Arrival, Job, Limits, LoadResult, closed_loop, open_l
 from otelbench.mock import MockConfig, MockServer, RequestRecord
 from otelbench.summary import TargetStats, summarize
 from otelbench.summary.stats import exact_quantile
+from otelbench.targets import process_usage
 
 from .adapters import Adapter, ClientOptions, Observation, make_adapter
 from .progress import NullProgress, Progress
 from .targets import Target
-from .telemetry import RecordedValues, Telemetry, instrumented
+from .telemetry import ATTR_WARMUP, ExportStats, RecordedValues, Telemetry, instrumented
 
 
 @dataclass
@@ -202,6 +203,10 @@ class TargetRun:
     #: How long a ready callback waited for the client's event loop, sampled every 5 ms during
     #: the measured load (seconds): a busy client adds about this much to what it measures.
     loop_lag: list[float] = field(default_factory=list)
+    #: CPU seconds (user + system) this process spent during the measured load (with parallel
+    #: targets, the shared total), and its peak RSS afterwards (MiB).
+    cpu_s: float | None = None
+    peak_rss_mib: float | None = None
 
     @property
     def measured(self) -> list[RawRequest]:
@@ -220,6 +225,10 @@ class ReplayOutcome:
     origin_ns: int
     mock_url: str | None = None
     mock_records: list[RequestRecord] = field(default_factory=list)
+    #: The process's OpenTelemetry resource (service.name, service.instance.id, ...).
+    resource: dict[str, Any] = field(default_factory=dict)
+    #: OTLP export outcome (None without ``otlp_endpoint``); complete once the run has returned.
+    export: ExportStats | None = None
 
 
 def run_replay(config: ReplayConfig, progress: Progress | None = None) -> ReplayOutcome:
@@ -234,6 +243,8 @@ def run_replay(config: ReplayConfig, progress: Progress | None = None) -> Replay
             outcome = ReplayOutcome(
                 config, runner.runs, runner.interrupted, enabled, runner.origin_ns, mock.url if mock else None
             )
+            outcome.resource = dict(telemetry.resource.attributes)
+            outcome.export = telemetry.export.stats if telemetry.export is not None else None
             if mock is not None:
                 outcome.mock_records = mock.records
                 for run in outcome.runs:
@@ -312,6 +323,7 @@ class _Runner:
             try:
                 await self._warmup()
                 self.telemetry.collect()  # drop the warm-up's metrics
+                self.telemetry.measuring(True)
                 if self.config.parallel:
                     await asyncio.gather(*(self._measure(i) for i in range(len(self.runs))))
                     self._assign(summarize(self.telemetry.collect()), range(len(self.runs)))
@@ -363,6 +375,7 @@ class _Runner:
         label = run.target.id
         self.progress.start(label, spec.limits.requests, spec.limits.duration)
         send = self._sender(i, warmup=False)
+        user0, system0, _ = process_usage()
         if spec.rate is None:
             run.load = await closed_loop(
                 send,
@@ -386,6 +399,8 @@ class _Runner:
                 abort=self.abort,
             )
         self.progress.finish(label)
+        user1, system1, rss = process_usage()
+        run.cpu_s, run.peak_rss_mib = (user1 - user0) + (system1 - system0), rss
         run.loop_lag = self.lag.between(run.load.started_ns, run.load.ended_ns)
 
     def _assign(self, stats: list[TargetStats], indices: Any) -> None:
@@ -424,7 +439,10 @@ class _Runner:
             # A parent span per request: the instrumentation's GenAI span becomes its child, and
             # the span tap files the child's attempt count under this span's id.
             with tracer.start_as_current_span(
-                "otelbench.replay.request", record_exception=False, set_status_on_exception=False
+                "otelbench.replay.request",
+                attributes={ATTR_WARMUP: warmup},
+                record_exception=False,
+                set_status_on_exception=False,
             ) as span:
                 span_id = span.get_span_context().span_id
                 telemetry.open_request(span_id)

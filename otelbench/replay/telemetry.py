@@ -3,8 +3,14 @@
 Every histogram is aggregated as an exponential histogram and read by an in-process
 ``InMemoryMetricReader`` with *delta* temporality, so each ``collect()`` returns only what
 happened since the previous one: the runner collects once after warm-up (and drops it) and
-once after the measured load. Optionally the same metrics and spans are also exported over
-OTLP/HTTP to a Collector.
+once after the measured load.
+
+Optionally (:class:`OtlpExport`) the spans and a *mirror* of every metric are also exported
+over OTLP/HTTP to a Collector: a second meter provider with the exporter's defaults
+(cumulative temporality, the conventions' explicit buckets), fed only while the runner says
+the load is measured, so Prometheus sees the same requests as the summary (warm-up spans are
+still exported, marked ``otelbench.replay.warmup``). Failed exports are counted, not raised:
+a Collector that goes away costs telemetry, never the run.
 
 Per-request values. The instrumentation is given a pass-through ("tee") meter provider: every
 histogram value it records goes to the SDK as usual *and* is filed under the request it
@@ -22,7 +28,12 @@ per-request values (it has no per-token metric itself).
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import threading
+import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,19 +45,25 @@ from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownC
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     InMemoryMetricReader,
-    MetricReader,
     MetricsData,
 )
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import Tracer
 
 import otelbench_instrumentation
+from otelbench.errors import UsageError
 from otelbench.summary import METRIC_TIME_PER_OUTPUT_TOKEN
 from otelbench_instrumentation import semconv
 
+log = logging.getLogger("otelbench.replay")
+
 MAX_BUCKETS = 4096
+DEFAULT_SERVICE_NAME = "otelbench-replay"
+DEFAULT_EXPORT_INTERVAL_MS = 5000
+#: Attribute of the harness's per-request span: true for warm-up requests.
+ATTR_WARMUP = "otelbench.replay.warmup"
 PROVIDERS = ("openai", "anthropic", "ollama")
 _GROUPING = (
     semconv.GEN_AI_OPERATION_NAME,
@@ -137,54 +154,106 @@ class RecordedValues:
 Sink = Callable[[str, float, "Mapping[str, Any] | None", "Context | None"], None]
 
 
-class _TeeHistogram(metrics.Histogram):
-    def __init__(self, inner: metrics.Histogram, name: str, sink: Sink) -> None:
-        # The API's Instrument.__init__ is abstract with an empty body: nothing to call.
+class _Gate:
+    """Whether values currently flow to the OTLP mirror (off during warm-up)."""
+
+    __slots__ = ("open",)
+
+    def __init__(self) -> None:
+        self.open = False
+
+
+class _Mirrored:
+    """Records into the in-memory instrument and, while the gate is open, into its export twin."""
+
+    def __init__(self, inner: Any, twin: Any, gate: _Gate) -> None:
         self._inner = inner
+        self._twin = twin
+        self._gate = gate
+
+    def _both(self, method: str, amount: float, attributes: Any, context: Context | None) -> None:
+        getattr(self._inner, method)(amount, attributes, context)
+        if self._twin is not None and self._gate.open:
+            getattr(self._twin, method)(amount, attributes, context)
+
+
+class _TeeHistogram(_Mirrored, metrics.Histogram):
+    def __init__(self, inner: Any, twin: Any, gate: _Gate, name: str, sink: Sink) -> None:
+        # The API's Instrument.__init__ is abstract with an empty body: nothing to call.
+        _Mirrored.__init__(self, inner, twin, gate)
         self._name = name
         self._sink = sink
 
     def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
-        self._inner.record(amount, attributes, context)
+        self._both("record", amount, attributes, context)
         self._sink(self._name, amount, attributes, context)
 
 
-class _TeeMeter(metrics.Meter):
-    """Delegates everything; histograms also report each value to ``sink``."""
+class _TeeCounter(_Mirrored, metrics.Counter):
+    def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
+        self._both("add", amount, attributes, context)
 
-    def __init__(self, inner: metrics.Meter, sink: Sink) -> None:
+
+class _TeeUpDownCounter(_Mirrored, metrics.UpDownCounter):
+    def add(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
+        self._both("add", amount, attributes, context)
+
+
+class _TeeMeter(metrics.Meter):
+    """Delegates everything; histograms also report each value to ``sink``; with a ``twin``
+    meter, synchronous instruments are mirrored there while ``gate`` is open."""
+
+    def __init__(self, inner: metrics.Meter, twin: metrics.Meter | None, gate: _Gate, sink: Sink) -> None:
         super().__init__(inner.name, inner.version, inner.schema_url)
         self._inner = inner
+        self._twin = twin
+        self._gate = gate
         self._sink = sink
 
+    def _pair(self, method: str, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        inner = getattr(self._inner, method)(*args, **kwargs)
+        twin = getattr(self._twin, method)(*args, **kwargs) if self._twin is not None else None
+        return inner, twin
+
     def create_histogram(self, name: str, *args: Any, **kwargs: Any) -> metrics.Histogram:
-        return _TeeHistogram(self._inner.create_histogram(name, *args, **kwargs), name, self._sink)
+        inner, twin = self._pair("create_histogram", (name, *args), kwargs)
+        return _TeeHistogram(inner, twin, self._gate, name, self._sink)
 
     def create_counter(self, *args: Any, **kwargs: Any) -> metrics.Counter:
-        return self._inner.create_counter(*args, **kwargs)
+        return _TeeCounter(*self._pair("create_counter", args, kwargs), self._gate)
 
     def create_up_down_counter(self, *args: Any, **kwargs: Any) -> metrics.UpDownCounter:
-        return self._inner.create_up_down_counter(*args, **kwargs)
+        return _TeeUpDownCounter(*self._pair("create_up_down_counter", args, kwargs), self._gate)
 
     def create_gauge(self, *args: Any, **kwargs: Any) -> Any:
         return self._inner.create_gauge(*args, **kwargs)
 
+    # Observable instruments report state, not events: both readers may call their callbacks.
     def create_observable_counter(self, *args: Any, **kwargs: Any) -> metrics.ObservableCounter:
-        return self._inner.create_observable_counter(*args, **kwargs)
+        return self._pair("create_observable_counter", args, kwargs)[0]  # type: ignore[no-any-return]
 
     def create_observable_gauge(self, *args: Any, **kwargs: Any) -> metrics.ObservableGauge:
-        return self._inner.create_observable_gauge(*args, **kwargs)
+        return self._pair("create_observable_gauge", args, kwargs)[0]  # type: ignore[no-any-return]
 
     def create_observable_up_down_counter(self, *args: Any, **kwargs: Any) -> metrics.ObservableUpDownCounter:
-        return self._inner.create_observable_up_down_counter(*args, **kwargs)
+        return self._pair("create_observable_up_down_counter", args, kwargs)[0]  # type: ignore[no-any-return]
 
 
 class TeeMeterProvider(metrics.MeterProvider):
-    """A meter provider whose histograms also hand every value to ``sink``."""
+    """A meter provider whose histograms also hand every value to ``sink`` (and whose
+    synchronous instruments are mirrored into ``twin`` while ``gate`` is open)."""
 
-    def __init__(self, inner: metrics.MeterProvider, sink: Sink) -> None:
+    def __init__(
+        self,
+        inner: metrics.MeterProvider,
+        sink: Sink,
+        twin: metrics.MeterProvider | None = None,
+        gate: _Gate | None = None,
+    ) -> None:
         self._inner = inner
         self._sink = sink
+        self._twin = twin
+        self._gate = gate or _Gate()
 
     def get_meter(
         self,
@@ -194,7 +263,10 @@ class TeeMeterProvider(metrics.MeterProvider):
         attributes: Any = None,
     ) -> metrics.Meter:
         """The inner provider's meter, wrapped."""
-        return _TeeMeter(self._inner.get_meter(name, version, schema_url, attributes), self._sink)
+        twin = self._twin.get_meter(name, version, schema_url, attributes) if self._twin is not None else None
+        return _TeeMeter(
+            self._inner.get_meter(name, version, schema_url, attributes), twin, self._gate, self._sink
+        )
 
 
 class Telemetry:
@@ -213,31 +285,35 @@ class Telemetry:
                 UpDownCounter: AggregationTemporality.CUMULATIVE,
             },
         )
-        readers: list[MetricReader] = [self.reader]
-        resource = Resource.create({"service.name": "otelbench-replay"})
-        span_exporter: Any = None
-        if otlp_endpoint:
-            metric_exporter, span_exporter = _otlp_exporters(otlp_endpoint)
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-            readers.append(PeriodicExportingMetricReader(metric_exporter, export_interval_millis=5000))
-        self.meter_provider = MeterProvider(metric_readers=readers, resource=resource)
-        self.tracer_provider = TracerProvider(resource=resource)
+        self.resource = replay_resource()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader], resource=self.resource)
+        self.tracer_provider = TracerProvider(resource=self.resource)
         self.tap = SpanTap()
-        self.tpot = self.meter_provider.get_meter("otelbench.replay").create_histogram(
+        self.tracer_provider.add_span_processor(self.tap)
+        self.export = OtlpExport(otlp_endpoint, self.resource) if otlp_endpoint else None
+        if self.export is not None:
+            self.tracer_provider.add_span_processor(self.export.span_processor)
+        self.tracer: Tracer = self.tracer_provider.get_tracer("otelbench.replay")
+        self._gate = _Gate()
+        #: What the instrumentation is given: the SDK provider, with per-request capture (and the
+        #: OTLP mirror, fed while the load is measured).
+        self.instrumented_meter_provider = TeeMeterProvider(
+            self.meter_provider,
+            self._capture,
+            self.export.meter_provider if self.export is not None else None,
+            self._gate,
+        )
+        self.tpot = self.instrumented_meter_provider.get_meter("otelbench.replay").create_histogram(
             METRIC_TIME_PER_OUTPUT_TOKEN,
             unit=semconv.UNIT_SECONDS,
             description="(duration - time to first chunk) / (output tokens - 1) of each successful stream.",
+            explicit_bucket_boundaries_advisory=semconv.BUCKETS_TIME_PER_CHUNK,
         )
-        self.tracer_provider.add_span_processor(self.tap)
-        if span_exporter is not None:
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
-        self.tracer: Tracer = self.tracer_provider.get_tracer("otelbench.replay")
-        #: What the instrumentation is given: the SDK provider, with per-request capture.
-        self.instrumented_meter_provider = TeeMeterProvider(self.meter_provider, self._capture)
         self._open: dict[int, RecordedValues] = {}
+
+    def measuring(self, on: bool) -> None:
+        """Whether metrics recorded from now on are mirrored to the OTLP export (not in warm-up)."""
+        self._gate.open = on
 
     def open_request(self, span_id: int) -> None:
         """Start filing recorded values under the request span ``span_id``."""
@@ -267,17 +343,117 @@ class Telemetry:
         """Flush exporters and release the providers."""
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+        if self.export is not None:
+            self.export.meter_provider.shutdown()
 
 
-def _otlp_exporters(endpoint: str) -> tuple[Any, Any]:
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+def replay_resource() -> Resource:
+    """The replay's resource: ``service.name`` otelbench-replay unless ``OTEL_SERVICE_NAME`` or
+    ``OTEL_RESOURCE_ATTRIBUTES`` name one, and a fresh ``service.instance.id`` per process (the
+    Collector's Prometheus exporter turns them into the ``job`` and ``instance`` labels)."""
+    detected = Resource.create()
+    extra: dict[str, str] = {}
+    if str(detected.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        extra[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    if SERVICE_INSTANCE_ID not in detected.attributes:
+        extra[SERVICE_INSTANCE_ID] = str(uuid.uuid4())
+    return detected.merge(Resource(extra))
 
-    base = endpoint.rstrip("/")
-    return (
-        OTLPMetricExporter(endpoint=f"{base}/v1/metrics"),
-        OTLPSpanExporter(endpoint=f"{base}/v1/traces"),
-    )
+
+@dataclass
+class ExportStats:
+    """Export calls and items (spans, metric data points) that reached the Collector or not."""
+
+    span_batches: int = 0
+    span_batches_failed: int = 0
+    spans: int = 0
+    spans_failed: int = 0
+    metric_exports: int = 0
+    metric_exports_failed: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether any export failed."""
+        return bool(self.span_batches_failed or self.metric_exports_failed)
+
+    def describe(self) -> str:
+        """One line for the terminal: how much of the export failed."""
+        return (
+            f"{self.spans_failed} of {self.spans} spans ({self.span_batches_failed} of {self.span_batches} "
+            f"batches) and {self.metric_exports_failed} of {self.metric_exports} metric exports failed"
+        )
+
+    def to_json(self) -> dict[str, int]:
+        """A JSON-ready mapping."""
+        return {k: int(v) for k, v in self.__dict__.items()}
+
+
+class OtlpExport:
+    """OTLP/HTTP export of the replay's spans and of the measured metrics, with failure counts.
+
+    The exporters keep their own defaults and environment variables (``OTEL_EXPORTER_OTLP_TIMEOUT``
+    bounds each export's retries; ``OTEL_METRIC_EXPORT_INTERVAL`` the metric period, 5 s here
+    unless set)."""
+
+    def __init__(self, endpoint: str, resource: Resource) -> None:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.metrics.export import MetricExportResult, PeriodicExportingMetricReader
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+        self.endpoint = endpoint.rstrip("/")
+        self.stats = stats = ExportStats()
+        lock = threading.Lock()
+
+        class _Spans(OTLPSpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                result = super().export(spans)
+                with lock:
+                    stats.span_batches += 1
+                    stats.spans += len(spans)
+                    if result is not SpanExportResult.SUCCESS:
+                        stats.span_batches_failed += 1
+                        stats.spans_failed += len(spans)
+                return result
+
+        class _Metrics(OTLPMetricExporter):
+            def export(
+                self, metrics_data: Any, timeout_millis: float | None = 10_000, **kwargs: Any
+            ) -> MetricExportResult:
+                result = super().export(metrics_data, timeout_millis, **kwargs)
+                with lock:
+                    stats.metric_exports += 1
+                    if result is not MetricExportResult.SUCCESS:
+                        stats.metric_exports_failed += 1
+                return result
+
+        interval = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else DEFAULT_EXPORT_INTERVAL_MS
+        self.span_processor = BatchSpanProcessor(_Spans(endpoint=f"{self.endpoint}/v1/traces"))
+        self.meter_provider = MeterProvider(
+            metric_readers=[
+                PeriodicExportingMetricReader(
+                    _Metrics(endpoint=f"{self.endpoint}/v1/metrics"), export_interval_millis=interval
+                )
+            ],
+            resource=resource,
+        )
+
+
+def check_otlp_endpoint(endpoint: str) -> None:
+    """Reject an ``--otlp-endpoint`` that is not an http(s) base URL (UsageError naming it)."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise UsageError(f"--otlp-endpoint {endpoint!r} is not an http(s) URL such as http://127.0.0.1:4318")
+    # Unreachable is not an error (a Collector may come up later), but say so before the run.
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=2).close()
+    except OSError as exc:
+        log.warning(
+            "nothing answers at --otlp-endpoint %s (%s); the replay runs, its telemetry export will fail",
+            endpoint,
+            exc.strerror or exc,
+        )
 
 
 @contextmanager

@@ -13,15 +13,23 @@ import pytest
 
 from otelbench.backends import Stack, missing_binaries
 
+#: Short test runs must span several scrapes: rate() ignores a series' first sample.
+SCRAPE_INTERVAL = "1s"
+
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """One backend stack on free 127.0.0.1 ports for the session."""
+def backends_installed() -> None:
+    """Fail (in CI) or skip (locally) when a backend binary is missing."""
     missing = missing_binaries()
     if missing:
         message = f"backends not installed: {', '.join(missing)}; run `bash .ci/backends.sh`"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(message)
         pytest.skip(message)
-    with Stack() as running:
+
+
+@pytest.fixture(scope="session")
+def stack(backends_installed: None) -> Iterator[Stack]:
+    """One backend stack on free 127.0.0.1 ports for the session."""
+    with Stack(scrape_interval=SCRAPE_INTERVAL) as running:
         yield running

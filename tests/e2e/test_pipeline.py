@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
-import urllib.parse
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -24,24 +20,12 @@ from otelbench.backends import Stack
 from otelbench.mock import Fault, MockServer
 from otelbench_instrumentation import OpenAIInstrumentor, semconv
 
+from .helpers import get_json, poll, prom
+
 pytestmark = pytest.mark.slow
 
 MODEL = "gpt-e2e"
 CALLS = 6  # 3 plain + 3 streamed; the first plain one is retried once after a 429
-
-
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def _poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +75,7 @@ def exported_run(stack: Stack, mock_server: MockServer) -> Iterator[str]:
 
 def test_jaeger_has_one_genai_span_per_call(stack: Stack, exported_run: str) -> None:
     url = f"{stack.jaeger_url}/api/traces?service={exported_run}&limit=100"
-    traces = _poll(lambda: _get_json(url)["data"], lambda data: len(data) >= CALLS)
+    traces = poll(lambda: get_json(url)["data"], lambda data: len(data) >= CALLS)
     assert len(traces) == CALLS, stack.log("otelcol")[-2000:]
     retried = 0
     for trace in traces:
@@ -120,23 +104,16 @@ def test_jaeger_has_one_genai_span_per_call(stack: Stack, exported_run: str) -> 
     assert retried == 1
 
 
-def _prom(stack: Stack, query: str) -> list[dict[str, Any]]:
-    url = f"{stack.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    body = _get_json(url)
-    assert body["status"] == "success", body
-    return body["data"]["result"]  # type: ignore[no-any-return]
-
-
 def test_prometheus_has_the_genai_histograms(stack: Stack, exported_run: str) -> None:
     job = f'job="{exported_run}"'
     count = f"sum(gen_ai_client_operation_duration_seconds_count{{{job}}})"
-    result = _poll(lambda: _prom(stack, count), lambda r: bool(r) and float(r[0]["value"][1]) >= CALLS)
+    result = poll(lambda: prom(stack, count), lambda r: bool(r) and float(r[0]["value"][1]) >= CALLS)
     assert result and float(result[0]["value"][1]) == CALLS, stack.log("prometheus")[-2000:]
-    ttft = _prom(stack, f"sum(gen_ai_client_operation_time_to_first_chunk_seconds_count{{{job}}})")
+    ttft = prom(stack, f"sum(gen_ai_client_operation_time_to_first_chunk_seconds_count{{{job}}})")
     assert float(ttft[0]["value"][1]) == CALLS // 2
-    tokens = _prom(stack, f"sum by (gen_ai_token_type) (gen_ai_client_token_usage_count{{{job}}})")
+    tokens = prom(stack, f"sum by (gen_ai_token_type) (gen_ai_client_token_usage_count{{{job}}})")
     assert {r["metric"]["gen_ai_token_type"] for r in tokens} == {"input", "output"}
-    p95 = _prom(
+    p95 = prom(
         stack,
         f"histogram_quantile(0.95, sum by (le) (gen_ai_client_operation_duration_seconds_bucket{{{job}}}))",
     )
