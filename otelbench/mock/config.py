@@ -33,7 +33,7 @@ from typing import Any
 
 from otelbench.errors import ConfigError
 
-from .model import DEFAULT_MAX_BODY_BYTES, Dist, Fault, MockConfig, ModelProfile
+from .model import DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT, Dist, Fault, MockConfig, ModelProfile
 
 _TOP_KEYS = {
     "host",
@@ -42,6 +42,7 @@ _TOP_KEYS = {
     "workers",
     "ground_truth",
     "max_body_bytes",
+    "request_timeout",
     "default",
     "models",
     "faults",
@@ -85,6 +86,15 @@ def config_from_dict(data: dict[str, Any], source: str = "mock config") -> MockC
     if ground_truth is not None and not isinstance(ground_truth, str):
         raise ConfigError(f"{source}: ground_truth must be a file path string")
     max_body = _typed(data, "max_body_bytes", int, DEFAULT_MAX_BODY_BYTES, source)
+    request_timeout = data.get("request_timeout", DEFAULT_REQUEST_TIMEOUT)
+    if (
+        isinstance(request_timeout, bool)
+        or not isinstance(request_timeout, int | float)
+        or request_timeout <= 0
+    ):
+        raise ConfigError(
+            f"{source}: request_timeout must be a positive number of seconds, got {request_timeout!r}"
+        )
     default = profile_from_dict(data.get("default", {}), f"{source}: default", ModelProfile())
     models = data.get("models", {})
     if not isinstance(models, dict):
@@ -117,6 +127,7 @@ def config_from_dict(data: dict[str, Any], source: str = "mock config") -> MockC
         fault_rates=rates,
         ground_truth_path=ground_truth,
         max_body_bytes=max_body,
+        request_timeout=float(request_timeout),
         workers=workers,
     )
 

@@ -27,6 +27,8 @@ _KEEP_ALIVE = b"connection: keep-alive\r\n"
 _CLOSE = b"connection: close\r\n"
 _CHUNKED = b"transfer-encoding: chunked\r\ncache-control: no-cache\r\n"
 _STATUS_LINES: dict[int, bytes] = {}
+#: Request line + headers larger than this get 431.
+MAX_HEADER_BYTES = 64 * 1024
 
 
 def status_line(code: int) -> bytes:
@@ -77,10 +79,16 @@ class HttpConnection(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         max_body: int,
         on_close: Callable[[HttpConnection], None],
+        read_timeout: float = 10.0,
     ) -> None:
         self._handler = handler
         self._loop = loop
         self._max_body = max_body
+        self._read_timeout = read_timeout
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        #: The incoming request was refused while being read (408/413/431); ignore the rest.
+        self._rejected = False
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -117,6 +125,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._stop_read_timer()
         self._pending.clear()
         # A disconnect we injected ends its own handler; only a client hang-up cancels it.
         if self._task is not None and not self._task.done() and not self._aborted:
@@ -140,13 +149,27 @@ class HttpConnection(asyncio.Protocol):
         self._headers = {}
         self._body = []
         self._body_size = 0
+        self._header_bytes = 0
         self._too_large = False
+        # The clock starts at a request's first byte: an idle keep-alive connection is not timed.
+        self._read_timer = self._loop.call_later(
+            self._read_timeout, self._reject, 408, b"request not received in time"
+        )
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_header_bytes(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._rejected:
+            return
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._count_header_bytes(len(name) + len(value) + 4)
+
+    def _count_header_bytes(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES and not self._rejected:
+            self._reject(431, b"request header fields too large")
 
     def on_headers_complete(self) -> None:
         length = self._headers.get("content-length")
@@ -156,17 +179,23 @@ class HttpConnection(asyncio.Protocol):
             self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large:
+        if self._too_large or self._rejected:
             return
         self._body_size += len(body)
         if self._body_size > self._max_body:
             # Drop what we buffered; the 413 answer doesn't need it.
             self._too_large = True
             self._body = []
+            if "content-length" not in self._headers:
+                # Chunked: no end in sight, so answer now instead of reading on.
+                self._reject(413, b"request body too large")
         else:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._stop_read_timer()
+        if self._rejected:
+            return
         arrival, arrival_ns = self._loop.time(), perf_ns()
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
@@ -229,6 +258,17 @@ class HttpConnection(asyncio.Protocol):
             self.close()
             return
         self._next()
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _reject(self, status: int, message: bytes) -> None:
+        """Refuse the request being read: answer ``status`` and close, ignoring what follows."""
+        self._stop_read_timer()
+        self._rejected = True
+        self._fail(status, message)
 
     def _fail(self, status: int, message: bytes) -> None:
         self._close_after = True

@@ -13,6 +13,9 @@ from typing import Any, Literal, TypeVar
 MAX_HANG_SECONDS = 300.0
 #: Request bodies larger than this are refused with 413.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: A request whose headers and body have not all arrived this many seconds after its first byte
+#: gets 408 (slow clients cannot hold a connection forever; SDKs send a request at once).
+DEFAULT_REQUEST_TIMEOUT = 10.0
 
 _N = TypeVar("_N", int, float)
 DistKind = Literal["fixed", "normal", "lognormal", "empirical"]
@@ -214,6 +217,7 @@ class MockConfig:
     #: Append one JSON line per finished request here (see `RequestRecord`).
     ground_truth_path: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     #: Records kept in memory (oldest dropped first); the ground-truth file keeps all.
     max_records: int = 1_000_000
     #: Server processes sharing the port (SO_REUSEPORT, Linux); more than 1 implies child processes,

@@ -230,10 +230,10 @@ class MockServer:
         asyncio.set_event_loop(loop)
         self._loop = loop
         app, conns = self._app, self._conns
-        max_body = self.config.max_body_bytes
+        max_body, read_timeout = self.config.max_body_bytes, self.config.request_timeout
 
         def factory() -> HttpConnection:
-            conn = HttpConnection(app.handle, loop, max_body, conns.discard)
+            conn = HttpConnection(app.handle, loop, max_body, conns.discard, read_timeout)
             conns.add(conn)
             return conn
 

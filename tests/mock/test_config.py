@@ -23,6 +23,7 @@ port = 0
 seed = 3
 workers = 2
 ground_truth = "truth.jsonl"
+request_timeout = 2.5
 
 [default]
 ttft_ms = 20
@@ -65,12 +66,15 @@ def test_load_config(tmp_path: Path) -> None:
     )  # inherits the default
     assert config.fault_rates == {"429:0.5": 0.01, "disconnect:5": 0.002, "malformed:1": 0.003}
     assert config.workers == 2
+    assert config.request_timeout == 2.5
 
 
 @pytest.mark.parametrize(
     ("text", "field"),
     [
         ("seed = 'x'", "seed"),
+        ("request_timeout = 0", "request_timeout"),
+        ("request_timeout = 'soon'", "request_timeout"),
         ("port = 70000", "port"),
         ("workers = 0", "workers"),
         ("workers = 'two'", "workers"),
