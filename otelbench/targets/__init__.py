@@ -206,7 +206,7 @@ def atomic_write(path: Path, write: Callable[[IO[str]], object]) -> None:
         # Never leave the half-written temp file; the previous ``path`` is untouched.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        if isinstance(exc, OSError) and exc.filename is None:
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
             exc.filename = str(path)  # a failed write (full disk) names no file by itself
         raise
     _fsync_dir(path.parent)
