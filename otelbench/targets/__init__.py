@@ -106,6 +106,7 @@ def all_targets() -> list[BenchTarget]:
     from .cache import CacheTarget
     from .mock_capacity import MockCapacityTarget
     from .overhead import InstrumentationOverheadTarget
+    from .peers import PeersOverheadTarget
     from .replay_mock import ReplayMockTarget
     from .retry import RetryTarget
     from .router import RouterTarget
@@ -118,6 +119,7 @@ def all_targets() -> list[BenchTarget]:
         BreakerTarget(),
         RetryTarget(),
         ReplayMockTarget(),
+        PeersOverheadTarget(),
     ]
 
 

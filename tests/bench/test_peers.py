@@ -1,0 +1,99 @@
+"""The ``overhead-peers`` target: correctness only (every variant accounted for), never timings."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from otelbench.targets import all_targets
+from otelbench.targets.peers import (
+    VARIANTS,
+    PeersOverheadTarget,
+    Variant,
+    VariantState,
+    ensure_venv,
+    pins_for,
+)
+
+PEERS = [v.name for v in VARIANTS if v.name not in ("baseline", "ours")]
+
+
+def test_registered() -> None:
+    assert "overhead-peers" in [t.id for t in all_targets()]
+
+
+@pytest.mark.slow
+def test_every_variant_reports_and_installed_ones_produce_spans() -> None:
+    # Tiny sizes: the figures mean nothing, the paths (venvs, workers, checks) are all exercised.
+    result = PeersOverheadTarget(rounds=2, calls_per_round=2, streams_per_round=1, chunks=8).run()
+
+    variants = result.details["variants"]
+    assert set(variants) == {v.name for v in VARIANTS}
+    assert variants["baseline"]["status"] == "ok"
+    assert variants["baseline"]["checks"]["spans"] == 0
+    for name in ("ours", *PEERS):
+        status = variants[name]["status"]
+        if name != "ours" and status.startswith("not installable: "):
+            assert len(status) > len("not installable: "), "the reason must be given"
+            continue
+        assert status == "ok", f"{name}: {status}"
+        checks = variants[name]["checks"]
+        assert checks["spans"] >= checks["calls"] > 0, name
+        assert checks["metrics"], f"{name} recorded no metrics"
+        assert checks["chunks_per_stream"] == 8 + 3
+        for figure in ("per_call", "per_chunk", "async_per_call", "async_per_chunk"):
+            assert math.isfinite(result.metrics[f"{name}_{figure}_us"]), (name, figure)
+        if name != "ours":
+            assert f"ours_to_{name}_per_call" in result.metrics
+        assert variants[name]["versions"]["openai"] == variants["baseline"]["versions"]["openai"]
+    assert "| ours | ok |" in result.details["note"]
+
+
+def test_missing_uv_is_reported_as_not_installable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTELBENCH_PEERS_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    variant = Variant("openllmetry", ("opentelemetry-instrumentation-openai==0.62.4",))
+
+    outcome = ensure_venv(variant, pins_for(variant), timeout_s=30)
+
+    assert outcome.python is None
+    assert outcome.error == "uv not found on PATH"
+
+
+class _StubWorker:
+    """Answers ``stats`` like a worker whose instrumentation silently did nothing."""
+
+    def __init__(self, spans: int) -> None:
+        self.spans = spans
+
+    def ask(self, command: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        assert command == {"op": "stats"}
+        return {
+            "calls": 10,
+            "streams": 2,
+            "stream_chunks_seen": 2 * (8 + 3),
+            "spans": self.spans,
+            "span_names": {},
+            "metrics": {"m": 1.0} if self.spans else {},
+        }
+
+
+def test_a_peer_without_spans_is_reported_as_such_and_gets_no_figures() -> None:
+    target = PeersOverheadTarget(chunks=8)
+    states = {name: VariantState(name) for name in ("baseline", "ours", "openllmetry")}
+    workers: Any = {"baseline": _StubWorker(0), "ours": _StubWorker(10), "openllmetry": _StubWorker(0)}
+
+    target._check(states, workers)
+    per_op = {
+        f"{p}/{n}": [100.0, 110.0]
+        for p in ("sync_call", "sync_stream", "async_call", "async_stream")
+        for n in states
+    }
+    metrics, _ = target._figures(states, per_op)
+
+    assert states["openllmetry"].status == "no spans"
+    assert not any(k.startswith("openllmetry_") or k.startswith("ours_to_") for k in metrics)
+    assert "| openllmetry | no spans |" in target.table(metrics, states)
