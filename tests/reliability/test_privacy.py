@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -167,7 +167,8 @@ def bodies(mock_server: MockServer) -> dict[str, Body]:
     return record_bodies(mock_server)
 
 
-def _check_nothing_secret_exported(bodies: dict[str, Body], prompt: str, system: str, key: str) -> None:
+def _export(bodies: dict[str, Body], prompt: str, system: str, key: str) -> tuple[str, list[Any]]:
+    """Everything the workload exports with capture off: spans, metrics, log records (as text)."""
     clients = Clients.build(echo_route(bodies), api_key=key)
     try:
         with _instrumented(capture_content=False) as (exporter, reader), _log_records() as logs:
@@ -176,25 +177,42 @@ def _check_nothing_secret_exported(bodies: dict[str, Body], prompt: str, system:
             data = reader.get_metrics_data()
     finally:
         clients.close()
-    assert len(spans) == 12, [s.name for s in spans]  # the test is not vacuous
     exported = "\n".join(s.to_json() for s in spans)
     exported += data.to_json() if data is not None else ""
     exported += "\n".join(logs.texts)
+    return exported, list(spans)
+
+
+@pytest.fixture(scope="module")
+def control(bodies: dict[str, Body]) -> str:
+    """An export of the same workload with other secrets: text found there is structure (attribute
+    names, JSON punctuation), so finding it again says nothing about a leak."""
+    return _export(bodies, "control prompt, nothing secret", "control system prompt", "sk-control-key-0")[0]
+
+
+def _check_nothing_secret_exported(
+    bodies: dict[str, Body], control: str, prompt: str, system: str, key: str
+) -> None:
+    exported, spans = _export(bodies, prompt, system, key)
+    assert len(spans) == 12, [s.name for s in spans]  # the test is not vacuous
     secrets = [prompt, system, completion_for(prompt), key, key[-12:]]
-    for secret in secrets:
-        for form in _forms(secret):
-            assert form not in exported, f"{secret!r} leaked"
+    forms = [(secret, form) for secret in secrets for form in _forms(secret)]
+    assume(not any(form in control for _, form in forms))
+    for secret, form in forms:
+        assert form not in exported, f"{secret!r} leaked"
     for span in spans:
         attrs = span.attributes or {}
         assert not [name for name in CONTENT_ATTRIBUTES if name in attrs]
 
 
 @pytest.mark.parametrize("examples", [15, pytest.param(200, marks=pytest.mark.slow)])
-def test_nothing_secret_is_exported_with_capture_off(bodies: dict[str, Body], examples: int) -> None:
+def test_nothing_secret_is_exported_with_capture_off(
+    bodies: dict[str, Body], control: str, examples: int
+) -> None:
     @settings(SETTINGS, max_examples=examples)
     @given(prompt=TEXT, system=TEXT, key=KEYS)
     def check(prompt: str, system: str, key: str) -> None:
-        _check_nothing_secret_exported(bodies, prompt, system, key)
+        _check_nothing_secret_exported(bodies, control, prompt, system, key)
 
     check()
 
@@ -212,15 +230,16 @@ def test_captured_content_stops_at_the_configured_limit(
             spans = exporter.get_finished_spans()
     finally:
         clients.close()
-    captured = [
-        str(attrs[name])
-        for attrs in (s.attributes or {} for s in spans)
+    captured = {
+        name: [str(attrs[name]) for attrs in (s.attributes or {} for s in spans) if name in attrs]
         for name in CONTENT_ATTRIBUTES
-        if name in attrs
-    ]
+    }
+    everything = [text for texts in captured.values() for text in texts]
     # Every successful call captured its prompt and completion (else the limit is untested).
-    assert len(captured) >= 2 * 9, len(captured)
-    assert all(len(text) <= limit for text in captured), (limit, [len(t) for t in captured])
+    assert len(everything) >= 2 * 9, len(everything)
+    assert all(len(text) <= limit for text in everything), (limit, [len(t) for t in everything])
     if limit <= len(prompt):
-        # Every content attribute (JSON around at least the prompt) was longer: cut at exactly the limit.
-        assert all(len(text) == limit for text in captured), (limit, [len(t) for t in captured])
+        # The input messages (JSON around at least the prompt) were longer: cut at exactly the
+        # limit. (The system instructions hold only the short system prompt; not so.)
+        inputs = captured[semconv.GEN_AI_INPUT_MESSAGES]
+        assert inputs and all(len(text) == limit for text in inputs), (limit, [len(t) for t in inputs])
