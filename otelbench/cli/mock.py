@@ -1,4 +1,4 @@
-"""`otelbench mock`: serve the mock OpenAI / Anthropic / Ollama API until interrupted."""
+"""`otelbench mock`: serve the mock OpenAI / Anthropic / Ollama / Bedrock API until interrupted."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def register(subparsers: Any) -> None:
     """Add the `mock` sub-command."""
     parser = subparsers.add_parser(
         "mock",
-        help="serve a mock OpenAI/Anthropic/Ollama API",
+        help="serve a mock OpenAI/Anthropic/Ollama/Bedrock API",
         description=__doc__,
     )
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  OpenAI:    base_url={server.openai_base_url}", flush=True)
         print(f"  Anthropic: base_url={server.anthropic_base_url}", flush=True)
         print(f"  Ollama:    host={server.ollama_host}", flush=True)
+        print(f"  Bedrock:   endpoint_url={server.bedrock_endpoint_url}", flush=True)
         # wait() with a timeout so signals are handled promptly on every platform.
         while not stop.wait(0.5):
             pass

@@ -1,10 +1,10 @@
 """`otelbench replay`: replay a prompt set through the instrumented SDKs and summarise the metrics.
 
-With no ``--target`` an embedded mock (a child process) serves three differently-shaped models
-through the three SDKs (openai:mock-fast, anthropic:mock-balanced, ollama:mock-slow), so the
-command alone runs a cross-provider comparison on a fresh machine. Latency figures are read
-back from the OpenTelemetry metrics our instrumentation exported (exponential histograms); see
-``docs/replay.md``.
+With no ``--target`` an embedded mock (a child process) serves four differently-shaped models
+through the four SDKs (openai:mock-fast, anthropic:mock-balanced, bedrock:mock-steady,
+ollama:mock-slow), so the command alone runs a cross-provider comparison on a fresh machine.
+Latency figures are read back from the OpenTelemetry metrics our instrumentation exported
+(exponential histograms); see ``docs/replay.md``.
 
 Exit codes: 0 done; 1 a run-time failure (unreachable endpoint, every request of a target
 failed); 2 bad input; 130 interrupted (partial results are written first).
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from otelbench.replay.progress import Progress
     from otelbench.replay.runner import ReplayConfig
 
-# The runner, adapters (all three SDKs), numpy and rich are imported inside `run`: input is
+# The runner, adapters (all four SDKs), numpy and rich are imported inside `run`: input is
 # checked first, so a bad flag is rejected without seconds of imports.
 
 DEFAULT_REQUESTS = 40
@@ -85,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the `replay` sub-command."""
     p = sub.add_parser(
         "replay",
-        help="replay prompts against providers (default: three embedded mock models)",
+        help="replay prompts against providers (default: four embedded mock models)",
         description="Replay a prompt set through the instrumented provider SDKs; statistics come from "
         "the exported OpenTelemetry metrics. See docs/replay.md.",
     )
@@ -95,8 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="append",
         default=[],
         metavar="SCHEME:MODEL[@URL]",
-        help="openai:MODEL, anthropic:MODEL, ollama:MODEL, optionally @http(s)://URL or @mock "
-        "(repeatable; default: openai:mock-fast, anthropic:mock-balanced, ollama:mock-slow on the embedded mock)",
+        help="openai:MODEL, anthropic:MODEL, bedrock:MODEL-ID, ollama:MODEL, optionally @http(s)://URL or @mock "
+        "(repeatable; default: openai:mock-fast, anthropic:mock-balanced, bedrock:mock-steady, ollama:mock-slow "
+        "on the embedded mock)",
     )
     t.add_argument("--base-url", metavar="URL", help="endpoint of every --target given without @URL")
     t.add_argument(

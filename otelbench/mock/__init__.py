@@ -1,4 +1,4 @@
-"""A fast, protocol-faithful mock of the OpenAI, Anthropic and Ollama HTTP APIs.
+"""A fast, protocol-faithful mock of the OpenAI, Anthropic, Ollama and Amazon Bedrock runtime HTTP APIs.
 
     from otelbench.mock import MockServer, MockConfig, ModelProfile, Dist, Fault
 
@@ -28,6 +28,9 @@ Endpoints
     OpenAI     POST /v1/chat/completions, /v1/responses, /v1/embeddings; GET /v1/models
     Anthropic  POST /v1/messages, /v1/messages/count_tokens; GET /v1/models (with `anthropic-version`)
     Ollama     POST /api/chat, /api/generate, /api/embed, /api/embeddings; GET /api/tags, /api/version, /
+    Bedrock    POST /model/{modelId}/converse, /converse-stream, /invoke, /invoke-with-response-stream
+               (streams in AWS event-stream framing; InvokeModel bodies in the Anthropic or Amazon Nova
+               format; any SigV4 signature accepted; errors carry `x-amzn-ErrorType`)
 
 Latency model (per model `ModelProfile`: exact name, then fnmatch patterns, then the default)
     * Streams: the response headers (plus role-only / bookkeeping events such as OpenAI's role chunk,

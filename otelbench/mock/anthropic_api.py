@@ -121,6 +121,22 @@ def _tool_target(body: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def message_object(
+    mid: str, model: str, content: list[Any], stop_reason: str | None, usage: dict[str, Any]
+) -> dict[str, Any]:
+    """A Messages API `message` (also `message_start`'s, with empty content and no stop reason)."""
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
 async def messages(ctx: RequestContext) -> None:
     """POST /v1/messages."""
     body = ctx.json()
@@ -174,29 +190,10 @@ async def messages(ctx: RequestContext) -> None:
             }
         else:
             block = {"type": "text", "text": text_of(salt, n)}
-        payload = {
-            "id": mid,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [block],
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": usage,
-        }
-        await ctx.reply_json(plan, dumps(payload))
+        await ctx.reply_json(plan, dumps(message_object(mid, model, [block], stop_reason, usage)))
         return
 
-    start_message: dict[str, Any] = {
-        "id": mid,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {**usage, "output_tokens": 1},
-    }
+    start_message = message_object(mid, model, [], None, {**usage, "output_tokens": 1})
     preamble = _event(b"message_start", dumps({"type": "message_start", "message": start_message}))
     if tool:
         start_block: dict[str, Any] = {"type": "tool_use", "id": tool_id, "name": tool[0], "input": {}}

@@ -1,4 +1,4 @@
-"""Request handling shared by the three protocols: routing, faults, latency plans, pacing, ground truth."""
+"""Request handling shared by the protocols: routing, faults, latency plans, pacing, ground truth."""
 
 from __future__ import annotations
 
@@ -153,9 +153,13 @@ class ProtocolSpec:
     name: str
     error_body: Callable[[ErrorReply], bytes]
     request_id_header: bytes = b"x-request-id"
+    #: Extra header lines of an error response (Bedrock names its error code in a header).
+    error_headers: Callable[[ErrorReply], bytes] | None = None
 
 
 Route = Callable[["RequestContext"], Awaitable[None]]
+#: Resolves a path with parameters in it (Bedrock's /model/{modelId}/...) to its route, or None.
+PathRouter = Callable[[str, str], "tuple[ProtocolSpec, Route] | None"]
 
 
 class Rec:
@@ -279,10 +283,13 @@ class App:
         # Provider-side prompt caches (keys only) so repeated prompts report cached tokens.
         self.openai_cache_keys: set[str] = set()
         self.anthropic_cache_keys: set[str] = set()
+        self.bedrock_cache_keys: set[str] = set()
         self._fault_table = [
             (Fault.parse(spec), rate) for spec, rate in config.fault_rates.items() if rate > 0
         ]
         self.fallback_protocols: list[tuple[str, ProtocolSpec]] = []
+        #: Tried in order when no fixed route matches.
+        self.path_routers: list[PathRouter] = []
 
     # -- scripts, records (thread-safe) ------------------------------------------------------
 
@@ -359,6 +366,11 @@ class App:
         self.seq += 1
         request_id = f"req_{self._tag}{self.seq:010d}"
         route = self.routes.get((request.method, request.path))
+        if route is None:
+            for router in self.path_routers:
+                route = router(request.method, request.path)
+                if route is not None:
+                    break
         spec = route[0] if route is not None else self._protocol_for_path(request.path)
         rec = Rec(request_id, spec.name, request.path, request.arrival_ns, self.worker)
         ctx = RequestContext(self, conn, request, rec, spec)
@@ -441,6 +453,8 @@ class RequestContext:
         """Write the error response now."""
         body = json.dumps(err.body).encode() if err.body is not None else self.spec.error_body(err)
         headers = self.headers
+        if self.spec.error_headers is not None:
+            headers += self.spec.error_headers(err)
         if err.retry_after is not None:
             # Both forms: `retry-after-ms` is what the Stainless SDKs prefer (sub-second precision).
             headers += b"retry-after: %s\r\nretry-after-ms: %d\r\n" % (

@@ -16,7 +16,7 @@ import time
 from types import TracebackType
 from typing import Any
 
-from . import anthropic_api, ollama_api, openai_api
+from . import anthropic_api, bedrock_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
 from .http import ConnectionSet, HttpConnection, new_event_loop
 from .model import Fault, MockConfig, RequestRecord
@@ -48,6 +48,7 @@ def build_routes() -> tuple[
     fallbacks = [
         ("/v1/messages", anthropic_api.ANTHROPIC),
         ("/api/", ollama_api.OLLAMA),
+        ("/model/", bedrock_api.BEDROCK),
         ("", oa),
     ]
     return routes, fallbacks
@@ -99,7 +100,7 @@ class _Child:
 
 
 class MockServer:
-    """A protocol-faithful OpenAI / Anthropic / Ollama mock on 127.0.0.1 (see `otelbench.mock`).
+    """A protocol-faithful OpenAI / Anthropic / Ollama / Bedrock mock on 127.0.0.1 (see `otelbench.mock`).
 
     By default the server's event loop runs in a daemon thread of this process, so it shares the
     GIL with the client under test: a busy client (many concurrent streams) delays the server's
@@ -132,6 +133,7 @@ class MockServer:
         routes, fallbacks = build_routes()
         app = App(self.config, routes, self._worker)
         app.fallback_protocols = fallbacks
+        app.path_routers = [bedrock_api.path_router]
         return app
 
     def _as_worker(self, index: int, reuse_port: bool) -> None:
@@ -302,6 +304,11 @@ class MockServer:
     @property
     def anthropic_base_url(self) -> str:
         """`base_url` for `anthropic.Anthropic` (the SDK appends /v1/messages)."""
+        return self.url
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        """`endpoint_url` for `boto3.client("bedrock-runtime", ...)`."""
         return self.url
 
     @property

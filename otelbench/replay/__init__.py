@@ -3,10 +3,10 @@
 Modules: ``targets`` (``SCHEME:MODEL[@URL]`` specs), ``adapters`` (one per SDK), ``telemetry``
 (the OTel SDK pipeline the numbers come from), ``runner`` (warm-up, load, Ctrl-C, ground
 truth), ``report`` (statistics, BenchmarkResult, tables, files), ``slo``, ``pricing``,
-``progress``, ``defaults`` (the embedded mock's three models). The CLI lives in
+``progress``, ``defaults`` (the embedded mock's four models). The CLI lives in
 :mod:`otelbench.cli.replay`; the user guide in ``docs/replay.md``.
 
-The names below are imported on first use: the runner pulls in all three provider SDKs
+The names below are imported on first use: the runner pulls in all four provider SDKs
 (seconds of imports), which the CLI must not pay just to reject a bad flag.
 """
 

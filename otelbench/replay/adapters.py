@@ -14,13 +14,21 @@ time to the client's duration.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import itertools
 import math
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import anthropic
+import boto3
+import botocore.config
+import botocore.exceptions
 import httpx
 import ollama
 import openai
@@ -28,7 +36,7 @@ import openai
 from otelbench.datasets import Prompt
 
 from .options import Options, options_for
-from .targets import OPENAI_DEFAULT_URL, Target
+from .targets import OPENAI_DEFAULT_URL, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
 DEFAULT_MAX_TOKENS = 1024
@@ -109,6 +117,8 @@ def make_adapter(target: Target, options: ClientOptions) -> Adapter:
         return OpenAIAdapter(target, options)
     if target.scheme == "anthropic":
         return AnthropicAdapter(target, options)
+    if target.scheme == "bedrock":
+        return BedrockAdapter(target, options)
     return OllamaAdapter(target, options)
 
 
@@ -360,3 +370,121 @@ class OllamaAdapter:
         """See :class:`Adapter`."""
         for client in self.clients:
             await client.close()  # type: ignore[no-untyped-call]
+
+
+class BedrockAdapter:
+    """The Converse API through a boto3 ``bedrock-runtime`` client, on a bounded thread pool.
+
+    boto3 is synchronous: each request (the call and, when streaming, the whole EventStream) runs
+    in one worker thread of a pool as large as the concurrency, so requests never queue for a
+    thread; the context is copied in, so the instrumentation's span keeps the harness's span as
+    its parent. botocore retries in its ``standard`` mode with ``max_retries`` retries.
+    """
+
+    provider = "bedrock"
+
+    def __init__(self, target: Target, options: ClientOptions) -> None:
+        config = botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": options.max_retries + 1},
+            max_pool_connections=options.connections,
+            read_timeout=options.timeout,
+            connect_timeout=min(options.timeout, 60.0),
+        )
+        # Against the embedded mock, dummy credentials; elsewhere the standard AWS chain.
+        credentials = {"aws_access_key_id": "mock", "aws_secret_access_key": "mock"} if target.is_mock else {}
+        self.client = boto3.session.Session().client(
+            "bedrock-runtime",
+            endpoint_url=target.base_url,
+            region_name=aws_region(os.environ),
+            config=config,
+            **credentials,
+        )
+        self.executor = ThreadPoolExecutor(max_workers=options.connections, thread_name_prefix="bedrock")
+        self.model = target.model
+        self.stream = options.stream
+        extra = options_for("bedrock", options.request)
+        self.inference: dict[str, Any] = {
+            {"top_p": "topP"}.get(key, key): value for key, value in extra.items()
+        }
+
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """See :class:`Adapter`."""
+        system = [{"text": m["content"]} for m in prompt.messages if m["role"] == "system"]
+        kwargs: dict[str, Any] = {
+            "modelId": self.model,
+            "messages": [
+                {"role": m["role"], "content": [{"text": m["content"]}]}
+                for m in prompt.messages
+                if m["role"] != "system"
+            ],
+        }
+        inference = dict(self.inference)
+        if prompt.max_tokens:
+            inference["maxTokens"] = prompt.max_tokens
+        if inference:
+            kwargs["inferenceConfig"] = inference
+        if system:
+            kwargs["system"] = system
+        if prompt.tools:
+            kwargs["toolConfig"] = {
+                "tools": [
+                    {
+                        "toolSpec": {
+                            "name": t["name"],
+                            "description": t.get("description") or t["name"],
+                            "inputSchema": {"json": _json_schema(t)},
+                        }
+                    }
+                    for t in prompt.tools
+                ]
+            }
+        stop = threading.Event()
+        context = contextvars.copy_context()
+        future = asyncio.get_running_loop().run_in_executor(
+            self.executor, context.run, self._call, kwargs, obs, stop
+        )
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            stop.set()  # the worker closes the stream at its next event
+            raise
+
+    def _call(self, kwargs: dict[str, Any], obs: Observation, stop: threading.Event) -> None:
+        obs.send()
+        if not self.stream:
+            result = self.client.converse(**kwargs)
+            obs.chunk()
+            obs.done()
+            self._usage(obs, result.get("usage"))
+            obs.finish_reason = result.get("stopReason")
+            return
+        stream = self.client.converse_stream(**kwargs)["stream"]
+        try:
+            for event in stream:
+                obs.seen()
+                if "contentBlockDelta" in event:
+                    obs.chunk()
+                elif "messageStop" in event:
+                    obs.finish_reason = event["messageStop"].get("stopReason")
+                elif "metadata" in event:
+                    self._usage(obs, event["metadata"].get("usage"))
+                if stop.is_set():
+                    break
+        finally:
+            stream.close()  # frees the connection when cut short
+
+    @staticmethod
+    def _usage(obs: Observation, usage: Any) -> None:
+        if isinstance(usage, dict):
+            cached = (usage.get("cacheReadInputTokens") or 0) + (usage.get("cacheWriteInputTokens") or 0)
+            obs.input_tokens = usage.get("inputTokens", 0) + cached
+            obs.output_tokens = usage.get("outputTokens")
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """See :class:`Adapter`."""
+        return isinstance(exc, botocore.exceptions.EndpointConnectionError)
+
+    async def aclose(self) -> None:
+        """See :class:`Adapter`."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.client.close()

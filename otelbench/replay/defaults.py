@@ -1,7 +1,8 @@
-"""The embedded mock's three default models, one per SDK, each with its own shape.
+"""The embedded mock's four default models, one per SDK, each with its own shape.
 
     openai:mock-fast         TTFT median  60 ms, ~10 ms per token, ~20 tokens (short answers)
     anthropic:mock-balanced  TTFT median 120 ms,  ~7 ms per token, ~32 tokens
+    bedrock:mock-steady      TTFT median 180 ms,  ~6 ms per token, ~28 tokens
     ollama:mock-slow         TTFT median 250 ms,  ~5 ms per token, ~40 tokens (slow prefill)
 
 TTFT is skewed like a real endpoint's (a slow tail of up to ~2.5x the median, a few faster
@@ -15,7 +16,7 @@ from __future__ import annotations
 from otelbench.mock import Dist, MockConfig, ModelProfile
 
 #: Configured TTFT median (seconds) of each default mock model.
-TTFT_MEDIANS = {"mock-fast": 0.060, "mock-balanced": 0.120, "mock-slow": 0.250}
+TTFT_MEDIANS = {"mock-fast": 0.060, "mock-balanced": 0.120, "mock-steady": 0.180, "mock-slow": 0.250}
 
 
 def pinned_ttft(median: float, jitter: float, low: float, high: float) -> Dist:
@@ -38,6 +39,11 @@ DEFAULT_PROFILES = {
         ttft=pinned_ttft(0.120, 0.001, 0.100, 0.320),
         itl=Dist.normal(0.007, 0.001),
         output_tokens=Dist.lognormal(32, 0.3),
+    ),
+    "mock-steady": ModelProfile(
+        ttft=pinned_ttft(0.180, 0.001, 0.150, 0.450),
+        itl=Dist.normal(0.006, 0.0008),
+        output_tokens=Dist.lognormal(28, 0.3),
     ),
     "mock-slow": ModelProfile(
         ttft=pinned_ttft(0.250, 0.001, 0.210, 0.650),

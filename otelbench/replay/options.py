@@ -2,10 +2,10 @@
 
 One table, read by the CLI to validate ``--sweep KEY=...`` and by the adapters to build requests:
 
-    key                 ollama (``options``)   openai (chat.completions)   anthropic (messages)
-    temperature         options.temperature    temperature                 temperature
-    top_p               options.top_p          top_p                       top_p
-    top_k               options.top_k          -                           top_k
+    key                 ollama (``options``)   openai (chat.completions)   anthropic (messages)   bedrock (converse)
+    temperature         options.temperature    temperature                 temperature            inferenceConfig.temperature
+    top_p               options.top_p          top_p                       top_p                  inferenceConfig.topP
+    top_k               options.top_k          -                           top_k                  -
     seed                options.seed           seed                        -
     presence_penalty    options.presence_...   presence_penalty            -
     frequency_penalty   options.frequency_...  frequency_penalty           -
@@ -48,6 +48,7 @@ SDK_OPTIONS: dict[str, frozenset[str]] = {
     "ollama": frozenset(OPTION_TYPES),
     "openai": frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
     "anthropic": frozenset({"temperature", "top_p", "top_k"}),
+    "bedrock": frozenset({"temperature", "top_p"}),
 }
 
 Options = Mapping[str, int | float]

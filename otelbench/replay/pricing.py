@@ -58,6 +58,7 @@ BUILTIN_PRICES: dict[str, Price] = {
     # The embedded mock's models (fictional prices).
     "*:mock-fast": Price(0.10, 0.40),
     "*:mock-balanced": Price(0.50, 2.00),
+    "*:mock-steady": Price(0.80, 3.20),
     "*:mock-slow": Price(2.00, 8.00),
 }
 

@@ -410,7 +410,7 @@ class _Runner:
             candidates = [
                 s
                 for s in stats
-                if s.provider == run.target.scheme
+                if s.provider == run.target.provider
                 and s.model == run.target.model
                 and (s.server_address is None or host is None or s.server_address == host)
                 and (s.server_port is None or port is None or s.server_port == port)

@@ -5,6 +5,11 @@
     ollama:llama3.2:1b                         Ollama at OLLAMA_HOST (default 127.0.0.1:11434)
     openai:meta-llama/Llama-3.1-8B@http://127.0.0.1:8000/v1
                                                any OpenAI-compatible server (vLLM, llama.cpp, LM Studio)
+    bedrock:anthropic.claude-3-haiku-20240307-v1:0
+                                               Amazon Bedrock (Converse API through boto3), standard
+                                               AWS credential chain, region from AWS_REGION /
+                                               AWS_DEFAULT_REGION (default us-east-1), endpoint from
+                                               AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL
     anthropic:mock-x@mock                      the embedded mock, through that SDK
 
 ``MODEL`` may contain colons (Ollama tags); everything after the first ``@`` that starts a URL
@@ -21,12 +26,15 @@ from urllib.parse import urlsplit
 
 from otelbench.errors import UsageError
 
-SCHEMES = ("openai", "anthropic", "ollama")
+SCHEMES = ("openai", "anthropic", "ollama", "bedrock")
 MOCK = "mock"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+#: gen_ai.provider.name of each scheme, where the conventions spell it differently.
+_PROVIDER_NAMES = {"bedrock": "aws.bedrock"}
+DEFAULT_AWS_REGION = "us-east-1"
 # Local OpenAI-compatible servers ignore the key, but the SDKs refuse to start without one.
 PLACEHOLDER_KEY = "unused"
 _ENDPOINT = re.compile(r"@(?=https?://|mock$)")
@@ -54,6 +62,11 @@ class Target:
     def is_mock(self) -> bool:
         """Served by the embedded mock."""
         return self.base_url == MOCK or self.mock_resolved
+
+    @property
+    def provider(self) -> str:
+        """The ``gen_ai.provider.name`` the instrumentation reports for this target."""
+        return _PROVIDER_NAMES.get(self.scheme, self.scheme)
 
     @property
     def id(self) -> str:
@@ -132,6 +145,15 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
         return Target(scheme, model, url, None, explicit)
     if url == MOCK:
         return Target(scheme, model, MOCK, "mock-key")
+    if scheme == "bedrock":
+        # Credentials come from the standard AWS chain inside boto3, never through us.
+        if url is None:
+            url = env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME") or env.get("AWS_ENDPOINT_URL")
+            if url:
+                _check_url(url, "AWS_ENDPOINT_URL")
+            else:
+                url = f"https://bedrock-runtime.{aws_region(env)}.amazonaws.com"
+        return Target(scheme, model, url, None, explicit)
     key_var = _KEY_ENV[scheme]
     key = env.get(key_var)
     if not key:
@@ -139,6 +161,11 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
             raise UsageError(f"--target {spec}: {key_var} is not set")
         key = PLACEHOLDER_KEY
     return Target(scheme, model, url, key, explicit)
+
+
+def aws_region(env: Mapping[str, str]) -> str:
+    """The AWS region the standard variables name (boto3's own order), else us-east-1."""
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
 
 
 def _check_url(url: str, where: str) -> None:
@@ -154,9 +181,10 @@ def _check_url(url: str, where: str) -> None:
 
 
 def default_mock_targets() -> list[Target]:
-    """The three embedded-mock targets of a bare ``otelbench replay``: one per SDK."""
+    """The four embedded-mock targets of a bare ``otelbench replay``: one per SDK."""
     return [
         Target("openai", "mock-fast", MOCK, "mock-key"),
         Target("anthropic", "mock-balanced", MOCK, "mock-key"),
+        Target("bedrock", "mock-steady", MOCK, "mock-key"),
         Target("ollama", "mock-slow", MOCK, "mock-key"),
     ]

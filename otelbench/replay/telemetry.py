@@ -64,7 +64,7 @@ DEFAULT_SERVICE_NAME = "otelbench-replay"
 DEFAULT_EXPORT_INTERVAL_MS = 5000
 #: Attribute of the harness's per-request span: true for warm-up requests.
 ATTR_WARMUP = "otelbench.replay.warmup"
-PROVIDERS = ("openai", "anthropic", "ollama")
+PROVIDERS = ("openai", "anthropic", "ollama", "bedrock")
 _GROUPING = (
     semconv.GEN_AI_OPERATION_NAME,
     semconv.GEN_AI_PROVIDER_NAME,

@@ -242,7 +242,7 @@ def test_ctrl_c_stops_sending_drains_and_writes_partial_results(tmp_path: Path) 
     assert proc.returncode == 130, stderr
     assert time.monotonic() - sent_sigint < 30  # drained (requests take < 1 s) and wrote, no hang
     assert "interrupted: no new requests" in stderr and "partial results written" in stderr
-    assert "not started: anthropic:mock-balanced, ollama:mock-slow" in stderr
+    assert "not started: anthropic:mock-balanced, bedrock:mock-steady, ollama:mock-slow" in stderr
     assert "Traceback" not in stderr
     assert "PARTIAL" in stdout
     document = _latest(out_dir)

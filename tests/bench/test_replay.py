@@ -29,7 +29,7 @@ def read_results(out: Path) -> dict[str, dict]:  # type: ignore[type-arg]
     return {r["target_id"]: r for r in document["results"]}
 
 
-def test_small_default_replay_compares_three_providers(
+def test_small_default_replay_compares_four_providers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
@@ -39,16 +39,22 @@ def test_small_default_replay_compares_three_providers(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     header = next(line for line in captured.out.splitlines() if "openai:mock-fast" in line)
-    assert header.split() == ["openai:mock-fast", "anthropic:mock-balanced", "ollama:mock-slow"]
+    assert header.split() == [
+        "openai:mock-fast",
+        "anthropic:mock-balanced",
+        "bedrock:mock-steady",
+        "ollama:mock-slow",
+    ]
     requests_row = next(
         line for line in captured.out.splitlines() if line.strip().startswith("requests (failed)")
     )
-    assert requests_row.split()[-3:] == ["6", "(0)", "6", "(0)", "6", "(0)"][-3:]
+    assert requests_row.split()[-8:] == ["6", "(0)"] * 4
     assert "Traceback" not in captured.err
     results = read_results(out)
     assert set(results) == {
         "replay/openai:mock-fast",
         "replay/anthropic:mock-balanced",
+        "replay/bedrock:mock-steady",
         "replay/ollama:mock-slow",
     }
     for result in results.values():
@@ -57,20 +63,21 @@ def test_small_default_replay_compares_three_providers(
         assert details["raw_requests"] == 6
         assert details["mock_ground_truth"]["served"] == details["mock_ground_truth"]["sent"] == 7
         assert metrics["partial"] == 0 and not details["partial"]
-        assert set(details["instrumented"]) >= {"openai", "anthropic", "ollama"}
+        assert set(details["instrumented"]) >= {"openai", "anthropic", "bedrock", "ollama"}
         for name in ("ttft", "duration", "tpot", "itl"):
             assert metrics[f"{name}_p50_s"] > 0, name
-    # The mock's three profiles differ: the ordering of TTFT medians must come through.
+    # The mock's four profiles differ: the ordering of TTFT medians must come through.
     ttft = {k: v["metrics"]["ttft_p50_s"] for k, v in results.items()}
     assert (
         ttft["replay/openai:mock-fast"]
         < ttft["replay/anthropic:mock-balanced"]
+        < ttft["replay/bedrock:mock-steady"]
         < ttft["replay/ollama:mock-slow"]
     )
     # Output layout: raw JSON, the request log beside it, summary.md with the comparison; no temp files.
     (log,) = (out / "raw").glob("requests-*.jsonl")
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(rows) == 3 * 7 and sum(r["warmup"] for r in rows) == 3
+    assert len(rows) == 4 * 7 and sum(r["warmup"] for r in rows) == 4
     summary = (out / "summary.md").read_text()
     assert "time to first token" in summary and "## replay/ollama:mock-slow" in summary
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
@@ -176,7 +183,7 @@ def test_open_loop_beyond_the_clients_capacity_reports_send_lag(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_default_replay_ttft_matches_the_mock_profiles(tmp_path: Path) -> None:
-    """`otelbench replay` with no arguments: < 30 s, three providers, TTFT medians within 2 ms."""
+    """`otelbench replay` with no arguments: < 30 s, four providers, TTFT medians within 2 ms."""
     import os
     import subprocess
     import sys
@@ -192,8 +199,9 @@ def test_default_replay_ttft_matches_the_mock_profiles(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert took < 30, took
     assert "openai:mock-fast" in proc.stdout and "ollama:mock-slow" in proc.stdout
+    assert "bedrock:mock-steady" in proc.stdout
     results = read_results(tmp_path / "benchmarks" / "output")
-    assert len(results) == 3
+    assert len(results) == 4
     for target_id, result in results.items():
         model = target_id.split(":")[-1]
         gt = result["details"]["mock_ground_truth"]

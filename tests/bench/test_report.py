@@ -1,7 +1,7 @@
 """`otelbench report`: bad input, and a real report rendered in headless Chromium.
 
 The inputs are real: two default replays (results + request logs + history) and a sweep, all
-against the embedded mock through the three SDKs. Chromium (Debian's package; `.ci/backends.sh`
+against the embedded mock through the four SDKs. Chromium (Debian's package; `.ci/backends.sh`
 installs it and exports OTELBENCH_CHROMIUM) loads the file, the page's script counts the drawn
 series of every chart into the DOM, and `--dump-dom` returns it. Locally a missing Chromium
 skips the test; in CI (`CI=true`) it fails.
@@ -190,9 +190,9 @@ def test_report_renders_every_chart_in_chromium(
     assert re.search(r'<body[^>]*data-charts="6"', dom)
     for chart, (series, drawn) in figures.items():
         assert series > 0 and drawn == series, (chart, series, drawn)
-    assert figures["ttft-cdf"][0] == 6  # three targets in each of the two result files
-    assert figures["matrix-ttft"][0] == 6 * 5  # every ordered pair
-    assert figures["history"][0] == 3  # the three replay targets, over the two runs
+    assert figures["ttft-cdf"][0] == 8  # four targets in each of the two result files
+    assert figures["matrix-ttft"][0] == 8 * 7  # every ordered pair
+    assert figures["history"][0] == 4  # the four replay targets, over the two runs
     assert figures["throughput"][0] == 1  # one target, concurrency on the x axis
 
     shot = tmp_path / "shot.png"

@@ -27,6 +27,7 @@ import pytest
 from otelbench.backends import Stack
 from otelbench.dashboards import render
 from otelbench.mock import MockServer
+from otelbench.replay import parse_target
 from otelbench.summary.stats import exact_quantile
 from otelbench_instrumentation import semconv
 
@@ -40,7 +41,13 @@ BIN = Path(sys.executable).parent
 DASHBOARD = ROOT / "collector-config" / "grafana" / "dashboards" / "otelbench-genai.json"
 REQUESTS = 30
 WARMUP = 2
-TARGETS = ("openai:mock-fast", "anthropic:mock-balanced", "ollama:mock-slow")
+TARGETS = ("openai:mock-fast", "anthropic:mock-balanced", "bedrock:mock-steady", "ollama:mock-slow")
+
+
+def _provider_key(target: str) -> str:
+    """``provider:model`` as the GenAI spans and metrics name a target (Bedrock's is aws.bedrock)."""
+    parsed = parse_target(f"{target}@mock", {})
+    return f"{parsed.provider}:{parsed.model}"
 
 
 def _count(stack: Stack, job: str) -> float:
@@ -109,7 +116,7 @@ def _run_replay(stack: Stack, out: Path, job: str, *args: str) -> Replay:
 
 @pytest.fixture(scope="module")
 def replay(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Replay:
-    """The default three-provider replay, exported to the stack; waits until Prometheus has it."""
+    """The default four-provider replay, exported to the stack; waits until Prometheus has it."""
     job = f"e2e-replay-{uuid.uuid4().hex[:8]}"
     out = tmp_path_factory.mktemp("replay") / "output"
     done = _run_replay(stack, out, job, "--requests", str(REQUESTS))
@@ -183,7 +190,7 @@ def test_jaeger_has_one_genai_span_per_replayed_request(stack: Stack, replay: Re
         assert tags[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
         assert tags[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
         assert isinstance(_tags(root)["otelbench.replay.warmup"], bool)
-    assert per_target == dict.fromkeys(TARGETS, REQUESTS + WARMUP)
+    assert per_target == dict.fromkeys(map(_provider_key, TARGETS), REQUESTS + WARMUP)
     warm = sum(1 for t in traces for s in t["spans"] if _tags(s).get("otelbench.replay.warmup") is True)
     assert warm == WARMUP * len(TARGETS)
 
@@ -231,9 +238,9 @@ LATENCY_NAMES = {"ttft": "ttft", "duration": "duration", "itl": "time_per_chunk"
 
 def test_prometheus_summary_matches_the_in_process_one(stack: Stack, replay: Replay) -> None:
     summary = {s["target"]: s for s in _summarize(stack, "--job", replay.job)}
-    assert set(summary) == set(TARGETS)
+    assert set(summary) == set(map(_provider_key, TARGETS))
     for target, result in replay.results.items():
-        prom = summary[target]
+        prom = summary[_provider_key(target)]
         assert prom["requests"] == result["metrics"]["requests"] == REQUESTS  # warm-up excluded on both sides
         assert prom["instances"] == 1 and not prom["errors"]
         assert prom["output_tokens"] == result["metrics"]["output_tokens"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,27 @@ def make_providers() -> tuple[InMemorySpanExporter, TracerProvider, InMemoryMetr
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     return exporter, tracer_provider, reader, MeterProvider(metric_readers=[reader])
+
+
+def instrument_into_memory(instrumentor: Any, **kwargs: Any) -> Otel:
+    """Turn ``instrumentor`` on (off first, if another test left it on) with in-memory export."""
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    exporter, tp, reader, mp = make_providers()
+    instrumentor.instrument(tracer_provider=tp, meter_provider=mp, **kwargs)
+    return Otel(exporter, reader, tp, mp)
+
+
+@contextmanager
+def instrumented_otel(instrumentor: Any) -> Iterator[Otel]:
+    """``instrument_into_memory`` for the block; uninstrumented and shut down after it."""
+    data = instrument_into_memory(instrumentor)
+    try:
+        yield data
+    finally:
+        instrumentor.uninstrument()
+        data.meter_provider.shutdown()
+        data.tracer_provider.shutdown()
 
 
 @pytest.fixture

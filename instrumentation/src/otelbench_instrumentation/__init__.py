@@ -18,6 +18,7 @@ from __future__ import annotations
 from ._instrument import INSTRUMENTORS, instrument, uninstrument
 from .decorators import Route, Usage, cached, llm_call, routed
 from .providers.anthropic import AnthropicInstrumentor
+from .providers.bedrock import BedrockInstrumentor
 from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
 from .recorder import LLMRecorder, Telemetry
@@ -27,6 +28,7 @@ from .version import __version__
 __all__ = [
     "INSTRUMENTORS",
     "AnthropicInstrumentor",
+    "BedrockInstrumentor",
     "LLMRecorder",
     "OllamaInstrumentor",
     "OpenAIInstrumentor",

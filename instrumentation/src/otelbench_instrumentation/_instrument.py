@@ -10,6 +10,7 @@ from typing import Any
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
 from .providers.anthropic import AnthropicInstrumentor
+from .providers.bedrock import BedrockInstrumentor
 from .providers.ollama import OllamaInstrumentor
 from .providers.openai import OpenAIInstrumentor
 from .resilience import PyBreakerInstrumentor, TenacityInstrumentor
@@ -21,6 +22,7 @@ INSTRUMENTORS: dict[str, type[BaseInstrumentor]] = {
     "openai": OpenAIInstrumentor,
     "anthropic": AnthropicInstrumentor,
     "ollama": OllamaInstrumentor,
+    "bedrock": BedrockInstrumentor,
     "tenacity": TenacityInstrumentor,
     "pybreaker": PyBreakerInstrumentor,
 }

@@ -366,9 +366,9 @@ class LLMRecorder:
             log.debug("could not record input messages", exc_info=True)
 
     # --- ending ---------------------------------------------------------------------------
-    def fail(self, exc: BaseException) -> None:
-        """End the operation as failed with ``error.type`` from the exception's class."""
-        self._finish(type(exc).__qualname__, exc)
+    def fail(self, exc: BaseException, error_type: str | None = None) -> None:
+        """End the operation as failed; ``error.type`` is ``error_type`` or the exception's class."""
+        self._finish(error_type or type(exc).__qualname__, exc)
 
     def end(self, *, closed_early: bool = False) -> None:
         """End the operation successfully (``closed_early``: the caller stopped a stream)."""

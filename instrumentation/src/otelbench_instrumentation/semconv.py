@@ -160,7 +160,8 @@ OLLAMA_RESPONSE_PROMPT_EVAL_RATE: Final = "ollama.response.prompt_eval_rate"
 OLLAMA_RESPONSE_EVAL_RATE: Final = "ollama.response.eval_rate"
 
 # --- Anthropic ------------------------------------------------------------------------------
-# gen_ai.provider.name of the SDK's Bedrock and Vertex clients, as the conventions spell them.
+# gen_ai.provider.name of the SDK's Bedrock and Vertex clients, as the conventions spell them;
+# aws.bedrock is also what BedrockInstrumentor (boto3 bedrock-runtime) reports.
 PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
 PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
 # "true": where a client's own SDK tracing is on, its span is the GenAI span and we add only

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otelbench.mock import MockServer
 from otelbench_instrumentation import AnthropicInstrumentor, semconv
 
-from ..conftest import API_KEY, Otel, headers, make_providers
+from ..conftest import API_KEY, Otel, headers, instrument_into_memory, instrumented_otel
 
 __all__ = ["API_KEY", "MESSAGES", "MODEL", "Otel", "genai_spans", "headers", "instrumented", "only_span"]
 
@@ -26,24 +26,14 @@ MESSAGES: list[Any] = [{"role": "user", "content": "Say something, please."}]
 def instrumented(**kwargs: Any) -> tuple[Otel, AnthropicInstrumentor]:
     """Anthropic instrumentation exporting into memory (undo it with ``.uninstrument()``)."""
     instrumentor = AnthropicInstrumentor()
-    # Another test may have left it on (e.g. through otelbench_instrumentation.instrument()).
-    if instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.uninstrument()
-    exporter, tp, reader, mp = make_providers()
-    instrumentor.instrument(tracer_provider=tp, meter_provider=mp, **kwargs)
-    return Otel(exporter, reader, tp, mp), instrumentor
+    return instrument_into_memory(instrumentor, **kwargs), instrumentor
 
 
 @pytest.fixture
 def otel() -> Iterator[Otel]:
     """Anthropic instrumentation on, exporting into memory; undone after the test."""
-    data, instrumentor = instrumented()
-    try:
+    with instrumented_otel(AnthropicInstrumentor()) as data:
         yield data
-    finally:
-        instrumentor.uninstrument()
-        data.meter_provider.shutdown()
-        data.tracer_provider.shutdown()
 
 
 @pytest.fixture

@@ -1,0 +1,189 @@
+"""Streamed Bedrock calls (EventStream) through real boto3 against the mock: timing and early exits."""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.eventstream import EventStream
+
+from otelbench.mock import Fault, MockServer
+from otelbench_instrumentation import semconv
+
+from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S
+from .conftest import MESSAGES, MODEL, PROMPT, Otel, bedrock_client
+
+NOVA = "amazon.nova-micro-v1:0"
+# botocore leaves the socket of an abandoned EventStream to the garbage collector, which warns
+# (ResourceWarning) with or without instrumentation; the span ending is what these tests check.
+_ABANDONED_SOCKET = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def _only_span(otel: Otel) -> Any:
+    spans = otel.spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def _anthropic_body(max_tokens: int = 100) -> str:
+    return json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+    )
+
+
+@pytest.fixture
+def isolated_client(isolated_mock_server: MockServer) -> Iterator[Any]:
+    """A client of the mock in its own process, so server timings do not share our GIL."""
+    client = bedrock_client(isolated_mock_server)
+    yield client
+    client.close()
+
+
+def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
+    otel: Otel, isolated_client: Any, isolated_mock_server: MockServer
+) -> None:
+    client, server = isolated_client, isolated_mock_server
+    # Warm up: botocore loads its models and event-stream parser on first use.
+    list(client.converse_stream(modelId="bedrock-warm-up", messages=MESSAGES)["stream"])
+    otel.exporter.clear()
+    server.clear_records()
+    called_ns = time.perf_counter_ns()
+    response = client.converse_stream(modelId=MODEL, messages=MESSAGES)
+    assert isinstance(response, dict) and set(response) == {"ResponseMetadata", "stream"}
+    assert isinstance(response["stream"], EventStream)
+    texts, seen_ns = [], 0
+    for event in response["stream"]:
+        if "contentBlockDelta" in event:
+            seen_ns = seen_ns or time.perf_counter_ns()
+            texts.append(event["contentBlockDelta"]["delta"]["text"])
+    assert len(texts) == MOCK_OUTPUT_TOKENS
+
+    span = _only_span(otel)
+    a = span.attributes or {}
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttft, float)
+    # TTFT runs from the call; what botocore spends building and signing the request is measured
+    # from the mock's ground truth (same monotonic clock) and subtracted, as for the other SDKs.
+    (record,) = server.records
+    assert record.first_byte_ns is not None
+    served_s = (record.first_byte_ns - record.arrival_ns) / 1e9
+    send_s = (record.arrival_ns - called_ns) / 1e9
+    figures = f"ttft={ttft:.4f} served={served_s:.4f} send={send_s:.4f}"
+    assert abs(served_s - MOCK_TTFT_S) < 0.001, figures
+    assert abs(ttft - send_s - MOCK_TTFT_S) < 0.002, figures
+    assert (record.first_byte_ns - called_ns) / 1e9 - 0.0005 <= ttft <= (seen_ns - called_ns) / 1e9, figures
+    assert a[semconv.GEN_AI_REQUEST_STREAM] is True
+    assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == MOCK_OUTPUT_TOKENS
+    assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("end_turn",)  # type: ignore[arg-type]
+    assert semconv.STREAM_CLOSED_EARLY not in a
+
+    def measured(name: str) -> list[Any]:
+        return [p for p in otel.points(name) if p.attributes[semconv.GEN_AI_REQUEST_MODEL] == MODEL]
+
+    (ttft_point,) = measured(semconv.METRIC_TIME_TO_FIRST_CHUNK)
+    assert ttft_point.sum == pytest.approx(ttft)
+    (chunk_point,) = measured(semconv.METRIC_TIME_PER_OUTPUT_CHUNK)
+    assert 0.0 < chunk_point.sum < 0.05
+    (duration,) = measured(semconv.METRIC_OPERATION_DURATION)
+    assert duration.sum >= ttft
+    assert {p.attributes[semconv.GEN_AI_TOKEN_TYPE] for p in measured(semconv.METRIC_TOKEN_USAGE)} == {
+        "input",
+        "output",
+    }
+
+
+@pytest.mark.parametrize("family", ["anthropic", "nova"])
+def test_invoke_with_response_stream(otel: Otel, client: Any, family: str) -> None:
+    if family == "anthropic":
+        model, body = MODEL, _anthropic_body(max_tokens=5)
+    else:
+        model = NOVA
+        body = json.dumps(
+            {"schemaVersion": "messages-v1", "messages": MESSAGES, "inferenceConfig": {"max_new_tokens": 5}}
+        )
+    response = client.invoke_model_with_response_stream(modelId=model, body=body)
+    assert set(response) >= {"ResponseMetadata", "body", "contentType"}
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    assert len(chunks) >= 5
+    a = _only_span(otel).attributes or {}
+    assert a[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 5
+    assert a[semconv.STREAM_CHUNK_COUNT] == 5
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 5
+    assert isinstance(a[semconv.GEN_AI_USAGE_INPUT_TOKENS], int)
+    assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("max_tokens",)  # type: ignore[arg-type]
+    assert a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] > 0
+    assert len(otel.points(semconv.METRIC_TIME_PER_OUTPUT_CHUNK)) == 1
+
+
+@_ABANDONED_SOCKET
+def test_break_then_garbage_collection_ends_the_span(otel: Otel, client: Any) -> None:
+    response = client.converse_stream(modelId=MODEL, messages=MESSAGES)
+    for seen, _event in enumerate(response["stream"]):
+        if seen == 3:
+            break
+    assert otel.spans() == []
+    del response, _event
+    gc.collect()
+    a = _only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CLOSED_EARLY] is True
+    assert a[semconv.STREAM_CHUNK_COUNT] == 3  # messageStart carries no content
+    assert semconv.ERROR_TYPE not in a
+
+
+def test_close_ends_the_span_once(otel: Otel, client: Any) -> None:
+    response = client.invoke_model_with_response_stream(modelId=MODEL, body=_anthropic_body())
+    stream = response["body"]
+    next(iter(stream))
+    stream.close()
+    stream.close()
+    a = _only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CLOSED_EARLY] is True
+    assert len(otel.points(semconv.METRIC_OPERATION_DURATION)) == 1
+
+
+@_ABANDONED_SOCKET
+def test_never_iterated_stream_ends_when_dropped(otel: Otel, client: Any) -> None:
+    client.converse_stream(modelId=MODEL, messages=MESSAGES)
+    gc.collect()
+    a = _only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CLOSED_EARLY] is True and a[semconv.STREAM_CHUNK_COUNT] == 0
+
+
+def test_server_disconnect_mid_stream_sets_error_type(otel: Otel, mock_server: MockServer) -> None:
+    model = "bedrock-disconnecting-model"
+    mock_server.script(model, [Fault.disconnect(2)])
+    client = bedrock_client(mock_server)
+    response = client.converse_stream(modelId=model, messages=MESSAGES)
+    received = []
+    with pytest.raises(Exception) as info:
+        for event in response["stream"]:
+            received.append(event)
+    span = _only_span(otel)
+    a = span.attributes or {}
+    assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__
+    assert a[semconv.STREAM_CHUNK_COUNT] == 2
+    client.close()
+
+
+def test_throttled_stream_retried_then_timed(otel: Otel, mock_server: MockServer) -> None:
+    model = "bedrock-throttled-stream"
+    mock_server.script(model, [Fault.status(429), Fault.ok()])
+    client = bedrock_client(mock_server)
+    response = client.converse_stream(modelId=model, messages=MESSAGES)
+    list(response["stream"])
+    span = _only_span(otel)
+    a = span.attributes or {}
+    assert a[semconv.ATTEMPT_COUNT] == 2 and a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+    events = [dict(e.attributes or {}) for e in span.events]
+    assert events[0][semconv.ERROR_TYPE] == "ThrottlingException"
+    assert events[1][semconv.HTTP_RESPONSE_STATUS_CODE] == 200
+    client.close()
