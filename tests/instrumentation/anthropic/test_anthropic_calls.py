@@ -172,9 +172,10 @@ def test_stream_ttft_matches_mock_within_2ms(
     late: list[str] = []
     ttfts: list[float] = []
     # A measurement counts only if, by the ground truth, neither side was descheduled: the mock
-    # wrote the first delta on time (within 1 ms) and the app had it within 1 ms of that write.
-    # On a loaded 2-core machine either process can wake late, which says nothing about our clock.
-    for _ in range(5):
+    # wrote the first delta on time (within 1 ms) and the app had it within 1.5 ms of that write
+    # (the SDK's own parsing of the first events takes ~1 ms on a slow VM). On a loaded 2-core
+    # machine either process can wake late, which says nothing about our clock.
+    for _ in range(8):
         otel.exporter.clear()
         mock_server.clear_records()
         called_ns, seen_ns = _measure_stream(client, ttft_ms)
@@ -196,7 +197,7 @@ def test_stream_ttft_matches_mock_within_2ms(
         # It ends at the first content delta: not before the mock wrote it, not after the app saw it.
         assert ttft >= (record.first_byte_ns - called_ns) / 1e9 - 0.0005, figures
         assert ttft <= (seen_ns - called_ns) / 1e9, figures
-        if abs(served_s - ttft_ms / 1000) < 0.001 and delivered_s < 0.001:
+        if abs(served_s - ttft_ms / 1000) < 0.001 and delivered_s < 0.0015:
             break
         late.append(figures)
     else:
