@@ -218,7 +218,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
             recorder.end(closed_early=True)
             raise
         if inspect.isawaitable(result):
-            return _await_then_end(result, recorder)
+            return await_then_end(result, recorder)
         recorder.end(closed_early=True)
         return result
 
@@ -236,7 +236,8 @@ _async_step_slot: Callable[[AsyncStreamProxy], Callable[[], Awaitable[Any]] | No
 ].__get__
 
 
-async def _await_then_end(awaitable: Awaitable[Any], recorder: LLMRecorder) -> Any:
+async def await_then_end(awaitable: Awaitable[Any], recorder: LLMRecorder) -> Any:
+    """Await ``awaitable`` (an async ``close()``), then end the recording as closed early."""
     try:
         return await awaitable
     finally:

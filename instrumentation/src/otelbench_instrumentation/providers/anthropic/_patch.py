@@ -17,7 +17,6 @@ import importlib
 import inspect
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -31,7 +30,8 @@ from ... import semconv
 from ..._config import Settings
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
-from ...streams import AsyncStreamProxy, SyncStreamProxy
+from ...streams import AsyncStreamProxy, SyncStreamProxy, await_then_end
+from .._stainless import RetryHooks
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,6 @@ class _Call:
 
 
 _CALL: ContextVar[_Call | None] = ContextVar("otelbench_anthropic_call", default=None)
-# The wait the SDK chose for the retry in progress (set by _calculate_retry_timeout).
-_retry_wait: ContextVar[float | None] = ContextVar("otelbench_anthropic_retry_wait", default=None)
 
 
 def _is_messages_call(options: Any) -> bool:
@@ -292,7 +290,7 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
             recorder.end(closed_early=True)
             raise
         if inspect.isawaitable(result):
-            return _await_then_end(result, recorder)
+            return await_then_end(result, recorder)
         recorder.end(closed_early=True)
         return result
 
@@ -300,13 +298,6 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
         recorder = getattr(self, "_self_recorder", None)
         if recorder is not None and not recorder.ended:
             recorder.end(closed_early=True)
-
-
-async def _await_then_end(awaitable: Any, recorder: LLMRecorder) -> Any:
-    try:
-        return await awaitable
-    finally:
-        recorder.end(closed_early=True)
 
 
 # --- the SDK's own call span --------------------------------------------------------------------
@@ -346,71 +337,12 @@ def _attempt_outcome(response: Any) -> tuple[int | None, str]:
     return None, type(exc).__qualname__ if exc is not None else semconv.ERROR_TYPE_OTHER
 
 
-def _retry_timeout_wrapper() -> Wrapper:
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        timeout = wrapped(*args, **kwargs)
-        if _CALL.get() is not None and isinstance(timeout, int | float):
-            _retry_wait.set(float(timeout))
-        return timeout
-
-    return wrapper
+def _current_recorder() -> LLMRecorder | None:
+    call = _CALL.get()
+    return call.recorder if call is not None else None
 
 
-def _sleep_for_retry_wrapper(is_async: bool) -> Callable[[], Wrapper]:
-    def note(kwargs: Mapping[str, Any]) -> tuple[LLMRecorder, int | None, str, int] | None:
-        call = _CALL.get()
-        if call is None:
-            return None
-        try:
-            status, error_type = _attempt_outcome(kwargs.get("response"))
-            _retry_wait.set(None)
-            return call.recorder, status, error_type, time.time_ns()
-        except Exception:
-            log.debug("could not note an Anthropic retry", exc_info=True)
-            return None
-
-    def record(noted: tuple[LLMRecorder, int | None, str, int] | None) -> None:
-        if noted is not None:
-            noted[0].on_retry(noted[1], noted[2], _retry_wait.get(), timestamp_ns=noted[3])
-
-    def sync_wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        noted = note(kwargs)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            record(noted)
-
-    def async_wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        # Noted synchronously: for a connection error we are still inside the SDK's except block.
-        noted = note(kwargs)
-
-        async def sleep() -> Any:
-            try:
-                return await wrapped(*args, **kwargs)
-            finally:
-                record(noted)
-
-        return sleep()
-
-    return lambda: async_wrapper if is_async else sync_wrapper
-
-
-def _process_response_wrapper() -> Wrapper:
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        call = _CALL.get()
-        if call is not None and call.recorder.attempts > 1:
-            call.recorder.on_final_attempt(getattr(kwargs.get("response"), "status_code", None))
-        return wrapped(*args, **kwargs)
-
-    return wrapper
+_RETRIES = RetryHooks("anthropic", _current_recorder, _attempt_outcome)
 
 
 def patches(config: Config) -> list[Patch]:
@@ -421,9 +353,5 @@ def patches(config: Config) -> list[Patch]:
         Patch(base, "AsyncAPIClient.request", make_request_wrapper(config, True)),
         # Imported by name into _base_client, which is where the SDK calls it.
         Patch(base, "start_api_call_span", _sdk_span_wrapper),
-        Patch(base, "BaseClient._calculate_retry_timeout", _retry_timeout_wrapper),
-        Patch(base, "SyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(False)),
-        Patch(base, "AsyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(True)),
-        Patch(base, "SyncAPIClient._process_response", _process_response_wrapper),
-        Patch(base, "AsyncAPIClient._process_response", _process_response_wrapper),
+        *_RETRIES.patches(base),
     ]

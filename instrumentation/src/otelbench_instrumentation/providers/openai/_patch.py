@@ -5,9 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +15,11 @@ from opentelemetry.util.types import AttributeValue
 from ... import semconv
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, active_recorder
-from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy
+from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy, await_then_end
+from .._stainless import RetryHooks
 from . import _extract
 
 log = logging.getLogger(__name__)
-
-# The wait the SDK chose for the retry in progress (set by _calculate_retry_timeout).
-_retry_wait: ContextVar[float | None] = ContextVar("otelbench_openai_retry_wait", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +204,7 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
             recorder.end(closed_early=True)
             raise
         if inspect.isawaitable(result):
-            return _await_then_end(result, recorder)
+            return await_then_end(result, recorder)
         recorder.end(closed_early=True)
         return result
 
@@ -216,13 +212,6 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
         recorder = getattr(self, "_self_recorder", None)
         if recorder is not None and not recorder.ended:
             recorder.end(closed_early=True)
-
-
-async def _await_then_end(awaitable: Any, recorder: LLMRecorder) -> Any:
-    try:
-        return await awaitable
-    finally:
-        recorder.end(closed_early=True)
 
 
 # --- SDK-internal retries ---------------------------------------------------------------------
@@ -235,65 +224,7 @@ def _attempt_outcome(response: Any) -> tuple[int | None, str | None]:
     return (status if isinstance(status, int) else None), (str(status) if status else None)
 
 
-def _retry_timeout_wrapper() -> Wrapper:
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        timeout = wrapped(*args, **kwargs)
-        if active_recorder() is not None and isinstance(timeout, int | float):
-            _retry_wait.set(float(timeout))
-        return timeout
-
-    return wrapper
-
-
-def _sleep_for_retry_wrapper(is_async: bool) -> Callable[[], Wrapper]:
-    def note(kwargs: Mapping[str, Any]) -> tuple[LLMRecorder, int | None, str | None, int] | None:
-        recorder = active_recorder()
-        if recorder is None:
-            return None
-        status, error_type = _attempt_outcome(kwargs.get("response"))
-        _retry_wait.set(None)
-        return recorder, status, error_type, time.time_ns()
-
-    def sync_wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        noted = note(kwargs)
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            if noted is not None:
-                noted[0].on_retry(noted[1], noted[2], _retry_wait.get(), timestamp_ns=noted[3])
-
-    def async_wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        # Runs synchronously inside the SDK's except block, so sys.exc_info() still holds the error.
-        noted = note(kwargs)
-
-        async def sleep() -> Any:
-            try:
-                return await wrapped(*args, **kwargs)
-            finally:
-                if noted is not None:
-                    noted[0].on_retry(noted[1], noted[2], _retry_wait.get(), timestamp_ns=noted[3])
-
-        return sleep()
-
-    return lambda: async_wrapper if is_async else sync_wrapper
-
-
-def _process_response_wrapper() -> Wrapper:
-    def wrapper(
-        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        recorder = active_recorder()
-        if recorder is not None and recorder.attempts > 1:
-            recorder.on_final_attempt(getattr(kwargs.get("response"), "status_code", None))
-        return wrapped(*args, **kwargs)
-
-    return wrapper
+_RETRIES = RetryHooks("openai", active_recorder, _attempt_outcome)
 
 
 def patches(telemetry: Telemetry) -> list[Patch]:
@@ -313,10 +244,6 @@ def patches(telemetry: Telemetry) -> list[Patch]:
         Patch(responses, "AsyncResponses.parse", make_wrapper(telemetry, RESPONSES, True)),
         Patch(embeddings, "Embeddings.create", make_wrapper(telemetry, EMBEDDINGS, False)),
         Patch(embeddings, "AsyncEmbeddings.create", make_wrapper(telemetry, EMBEDDINGS, True)),
-        Patch(base, "BaseClient._calculate_retry_timeout", _retry_timeout_wrapper),
-        Patch(base, "SyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(False)),
-        Patch(base, "AsyncAPIClient._sleep_for_retry", _sleep_for_retry_wrapper(True)),
-        Patch(base, "SyncAPIClient._process_response", _process_response_wrapper),
-        Patch(base, "AsyncAPIClient._process_response", _process_response_wrapper),
+        *_RETRIES.patches(base),
     ]
     return table

@@ -1,0 +1,108 @@
+"""SDK-internal retries of the Stainless-generated clients (``openai``, ``anthropic``).
+
+Both SDKs share one base client: ``_calculate_retry_timeout`` picks the wait,
+``_sleep_for_retry`` sleeps it (inside the ``except`` block of a failed attempt, or after a
+retryable response) and ``_process_response`` handles the attempt that ended the loop. Wrapping
+those three reports every retry as an attempt event on the current call's recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from .._patching import Patch, Wrapper
+from ..recorder import LLMRecorder
+
+log = logging.getLogger(__name__)
+
+#: (status code, error.type) of the attempt that failed, from the response (None if none).
+AttemptOutcome = Callable[[Any], tuple[int | None, str | None]]
+
+
+class RetryHooks:
+    """Wrappers of one SDK's retry internals, reporting to the recorder of the call in progress."""
+
+    def __init__(self, sdk: str, current: Callable[[], LLMRecorder | None], outcome: AttemptOutcome) -> None:
+        self._sdk = sdk
+        self._current = current
+        self._outcome = outcome
+        # The wait the SDK chose for the retry in progress (set by _calculate_retry_timeout).
+        self._wait: ContextVar[float | None] = ContextVar(f"otelbench_{sdk}_retry_wait", default=None)
+
+    def patches(self, base_module: str) -> list[Patch]:
+        """The retry patches of ``base_module`` (the SDK's ``_base_client``)."""
+        return [
+            Patch(base_module, "BaseClient._calculate_retry_timeout", self._retry_timeout_wrapper),
+            Patch(base_module, "SyncAPIClient._sleep_for_retry", lambda: self._sleep_wrapper(False)),
+            Patch(base_module, "AsyncAPIClient._sleep_for_retry", lambda: self._sleep_wrapper(True)),
+            Patch(base_module, "SyncAPIClient._process_response", self._process_response_wrapper),
+            Patch(base_module, "AsyncAPIClient._process_response", self._process_response_wrapper),
+        ]
+
+    def _retry_timeout_wrapper(self) -> Wrapper:
+        def wrapper(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            timeout = wrapped(*args, **kwargs)
+            if self._current() is not None and isinstance(timeout, int | float):
+                self._wait.set(float(timeout))
+            return timeout
+
+        return wrapper
+
+    def _note(self, kwargs: Mapping[str, Any]) -> tuple[LLMRecorder, int | None, str | None, int] | None:
+        # Called synchronously inside the SDK's except block: sys.exc_info() still holds the error.
+        recorder = self._current()
+        if recorder is None:
+            return None
+        try:
+            status, error_type = self._outcome(kwargs.get("response"))
+            self._wait.set(None)
+            return recorder, status, error_type, time.time_ns()
+        except Exception:
+            log.debug("could not note a %s retry", self._sdk, exc_info=True)
+            return None
+
+    def _record(self, noted: tuple[LLMRecorder, int | None, str | None, int] | None) -> None:
+        if noted is not None:
+            noted[0].on_retry(noted[1], noted[2], self._wait.get(), timestamp_ns=noted[3])
+
+    def _sleep_wrapper(self, is_async: bool) -> Wrapper:
+        def sync_wrapper(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            noted = self._note(kwargs)
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                self._record(noted)
+
+        def async_wrapper(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            noted = self._note(kwargs)
+
+            async def sleep() -> Any:
+                try:
+                    return await wrapped(*args, **kwargs)
+                finally:
+                    self._record(noted)
+
+            return sleep()
+
+        return async_wrapper if is_async else sync_wrapper
+
+    def _process_response_wrapper(self) -> Wrapper:
+        def wrapper(
+            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> Any:
+            recorder = self._current()
+            if recorder is not None and recorder.attempts > 1:
+                recorder.on_final_attempt(getattr(kwargs.get("response"), "status_code", None))
+            return wrapped(*args, **kwargs)
+
+        return wrapper
