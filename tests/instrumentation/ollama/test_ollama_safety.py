@@ -11,58 +11,26 @@ from typing import Any
 import ollama
 import pytest
 from ollama._client import AsyncClient, Client
-from opentelemetry.metrics import Meter, MeterProvider, NoOpMeter
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricsData
-from opentelemetry.trace import NoOpTracer, Tracer, TracerProvider
+from opentelemetry.trace import TracerProvider
 
 import otelbench_instrumentation
 from otelbench.mock import MockServer
 from otelbench_instrumentation import OllamaInstrumentor, semconv
 
 from ..conftest import Otel, make_providers
+from ..test_safety import (
+    ProviderOfRaisingMeters,
+    ProviderOfRaisingTracers,
+    RaisingMeterProvider,
+    RaisingTracerProvider,
+)
 from .conftest import EMBED_MODEL, MODEL, async_client_with, client_with
 
 PROMPT = "my secret prompt about the quarterly numbers"
 SYSTEM = "you are a careful accountant"
 NAMES = ("chat", "generate", "embed", "embeddings")
-
-
-class Boom(RuntimeError):
-    pass
-
-
-class RaisingTracerProvider(TracerProvider):
-    def get_tracer(self, *args: Any, **kwargs: Any) -> Tracer:
-        raise Boom("get_tracer")
-
-
-class TracerWhoseSpansRaise(NoOpTracer):
-    def start_span(self, *args: Any, **kwargs: Any) -> Any:
-        raise Boom("start_span")
-
-
-class ProviderOfRaisingTracers(TracerProvider):
-    def get_tracer(self, *args: Any, **kwargs: Any) -> Tracer:
-        return TracerWhoseSpansRaise()
-
-
-class RaisingMeterProvider(MeterProvider):
-    def get_meter(self, *args: Any, **kwargs: Any) -> Meter:
-        raise Boom("get_meter")
-
-
-class MeterWhoseRecordsRaise(NoOpMeter):
-    def create_histogram(self, *args: Any, **kwargs: Any) -> Any:
-        class H:
-            def record(self, *a: Any, **k: Any) -> None:
-                raise Boom("record")
-
-        return H()
-
-
-class ProviderOfRaisingMeters(MeterProvider):
-    def get_meter(self, *args: Any, **kwargs: Any) -> Meter:
-        return MeterWhoseRecordsRaise("x")
 
 
 def _shape(text: str | None) -> tuple[str, int]:
