@@ -1,6 +1,7 @@
-"""SDK-internal retries of the Stainless-generated clients (``openai``, ``anthropic``).
+"""What the Stainless-generated clients (``openai``, ``anthropic``) share: raw responses, retries.
 
-Both SDKs share one base client: ``_calculate_retry_timeout`` picks the wait,
+``with_raw_response``/``with_streaming_response`` results are observed through
+:class:`RawResponseProxy`. Both SDKs share one base client: ``_calculate_retry_timeout`` picks the wait,
 ``_sleep_for_retry`` sleeps it (inside the ``except`` block of a failed attempt, or after a
 retryable response) and ``_process_response`` handles the attempt that ended the loop. Wrapping
 those three reports every retry as an attempt event on the current call's recorder.
@@ -8,16 +9,83 @@ those three reports every retry as an attempt event on the current call's record
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
+import wrapt
+
 from .._patching import Patch, Wrapper
 from ..recorder import LLMRecorder
+from ..streams import await_then_end
 
 log = logging.getLogger(__name__)
+
+
+class RawResponseProxy(wrapt.ObjectProxy[Any]):
+    """A raw or streaming-response result whose ``parse()`` is observed; ``close()`` and garbage
+    collection end the span. Providers implement :meth:`_read`."""
+
+    #: The SDK's name, for debug logs.
+    _SDK = "Stainless SDK"
+
+    def __init__(self, wrapped: Any, recorder: LLMRecorder) -> None:
+        super().__init__(wrapped)
+        self._self_recorder = recorder
+        self._self_stream: tuple[Any, Any] | None = None  # (SDK stream, our proxy of it)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        """Parse as the SDK does; streams come back timed, results are read for usage."""
+        parsed = self.__wrapped__.parse(*args, **kwargs)
+        if inspect.isawaitable(parsed):
+            return self._await_then_observe(parsed)
+        return self._observe(parsed)
+
+    async def _await_then_observe(self, awaitable: Any) -> Any:
+        return self._observe(await awaitable)
+
+    def _observe(self, parsed: Any) -> Any:
+        recorder = self._self_recorder
+        cached = self._self_stream
+        if cached is not None and cached[0] is parsed:
+            return cached[1]
+        if recorder.ended:
+            return parsed
+        try:
+            proxy = self._read(parsed)
+            if proxy is not None:
+                self._self_stream = (parsed, proxy)
+                return proxy
+        except Exception:
+            log.debug("could not read parsed %s response", self._SDK, exc_info=True)
+        recorder.end()
+        return parsed
+
+    def _read(self, parsed: Any) -> Any:
+        """Our timed proxy if ``parsed`` is an SDK stream; else read usage from it and return None."""
+        raise NotImplementedError
+
+    def close(self) -> Any:
+        """Close the HTTP response (sync or async) and end the span if still open."""
+        recorder = self._self_recorder
+        try:
+            result = self.__wrapped__.close()
+        except BaseException:
+            recorder.end(closed_early=True)
+            raise
+        if inspect.isawaitable(result):
+            return await_then_end(result, recorder)
+        recorder.end(closed_early=True)
+        return result
+
+    def __del__(self) -> None:
+        recorder = getattr(self, "_self_recorder", None)
+        if recorder is not None and not recorder.ended:
+            recorder.end(closed_early=True)
+
 
 #: (status code, error.type) of the attempt that failed, from the response (None if none).
 AttemptOutcome = Callable[[Any], tuple[int | None, str | None]]

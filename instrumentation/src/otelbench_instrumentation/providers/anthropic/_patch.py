@@ -22,7 +22,6 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
-import wrapt
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan
 
@@ -30,8 +29,8 @@ from ... import semconv
 from ..._config import Settings
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
-from ...streams import AsyncStreamProxy, SyncStreamProxy, await_then_end
-from .._stainless import RetryHooks
+from ...streams import AsyncStreamProxy, SyncStreamProxy
+from .. import _stainless
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -235,20 +234,10 @@ def make_request_wrapper(config: Config, is_async: bool) -> Callable[[], Wrapper
     return lambda: async_wrapper if is_async else sync_wrapper
 
 
-class RawResponseProxy(wrapt.ObjectProxy[Any]):
+class RawResponseProxy(_stainless.RawResponseProxy):
     """A raw or streaming-response result whose ``parse()``/``json()`` we observe."""
 
-    def __init__(self, wrapped: Any, recorder: LLMRecorder) -> None:
-        super().__init__(wrapped)
-        self._self_recorder = recorder
-        self._self_stream: tuple[Any, Any] | None = None  # (SDK stream, our proxy of it)
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        """Parse as the SDK does; streams come back timed, messages are read for usage."""
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if inspect.isawaitable(parsed):
-            return self._await_then_observe(parsed)
-        return self._observe(parsed)
+    _SDK = "Anthropic"
 
     def json(self, *args: Any, **kwargs: Any) -> Any:
         """Decode the body as the SDK does; a Message body is read for usage."""
@@ -257,47 +246,14 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
             return self._await_then_observe(decoded)
         return self._observe(decoded)
 
-    async def _await_then_observe(self, awaitable: Any) -> Any:
-        return self._observe(await awaitable)
+    def _read(self, parsed: Any) -> Any:
+        from anthropic import AsyncStream, Stream
 
-    def _observe(self, parsed: Any) -> Any:
-        recorder = self._self_recorder
-        cached = self._self_stream
-        if cached is not None and cached[0] is parsed:
-            return cached[1]
-        if recorder.ended:
-            return parsed
-        try:
-            from anthropic import AsyncStream, Stream
-
-            if isinstance(parsed, Stream | AsyncStream):
-                proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-                proxy = proxy_cls(parsed, recorder, _extract.StreamEvents())
-                self._self_stream = (parsed, proxy)
-                return proxy
-            _extract.on_message(recorder, parsed)
-        except Exception:
-            log.debug("could not read parsed Anthropic response", exc_info=True)
-        recorder.end()
-        return parsed
-
-    def close(self) -> Any:
-        """Close the HTTP response (sync or async) and end the span if still open."""
-        recorder = self._self_recorder
-        try:
-            result = self.__wrapped__.close()
-        except BaseException:
-            recorder.end(closed_early=True)
-            raise
-        if inspect.isawaitable(result):
-            return await_then_end(result, recorder)
-        recorder.end(closed_early=True)
-        return result
-
-    def __del__(self) -> None:
-        recorder = getattr(self, "_self_recorder", None)
-        if recorder is not None and not recorder.ended:
-            recorder.end(closed_early=True)
+        if isinstance(parsed, Stream | AsyncStream):
+            proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
+            return proxy_cls(parsed, self._self_recorder, _extract.StreamEvents())
+        _extract.on_message(self._self_recorder, parsed)
+        return None
 
 
 # --- the SDK's own call span --------------------------------------------------------------------
@@ -342,7 +298,7 @@ def _current_recorder() -> LLMRecorder | None:
     return call.recorder if call is not None else None
 
 
-_RETRIES = RetryHooks("anthropic", _current_recorder, _attempt_outcome)
+_RETRIES = _stainless.RetryHooks("anthropic", _current_recorder, _attempt_outcome)
 
 
 def patches(config: Config) -> list[Patch]:

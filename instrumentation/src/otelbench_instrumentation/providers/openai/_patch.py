@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import wrapt
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, active_recorder
-from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy, await_then_end
-from .._stainless import RetryHooks
+from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy
+from .. import _stainless
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -155,66 +153,25 @@ def make_wrapper(telemetry: Telemetry, op: Operation, is_async: bool) -> Callabl
     return lambda: async_wrapper if is_async else sync_wrapper
 
 
-class RawResponseProxy(wrapt.ObjectProxy[Any]):
+class RawResponseProxy(_stainless.RawResponseProxy):
     """A ``with_raw_response``/``with_streaming_response`` result whose ``parse()`` is observed."""
 
+    _SDK = "OpenAI"
+
     def __init__(self, wrapped: Any, recorder: LLMRecorder, op: Operation) -> None:
-        super().__init__(wrapped)
-        self._self_recorder = recorder
+        super().__init__(wrapped, recorder)
         self._self_op = op
-        self._self_stream: tuple[Any, Any] | None = None  # (SDK stream, our proxy of it)
 
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        """Parse as the SDK does; streams come back timed, models are read for usage."""
-        parsed = self.__wrapped__.parse(*args, **kwargs)
-        if inspect.isawaitable(parsed):
-            return self._await_parsed(parsed)
-        return self._observe(parsed)
+    def _read(self, parsed: Any) -> Any:
+        from openai import AsyncStream, Stream
 
-    async def _await_parsed(self, awaitable: Any) -> Any:
-        return self._observe(await awaitable)
-
-    def _observe(self, parsed: Any) -> Any:
-        recorder = self._self_recorder
-        cached = self._self_stream
-        if cached is not None and cached[0] is parsed:
-            return cached[1]
-        if recorder.ended:
-            return parsed
-        try:
-            from openai import AsyncStream, Stream
-
-            if isinstance(parsed, Stream | AsyncStream):
-                proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-                proxy = proxy_cls(parsed, recorder, self._self_op.on_chunk)
-                self._self_stream = (parsed, proxy)
-                return proxy
-            self._self_op.on_result(recorder, parsed)
-        except Exception:
-            log.debug("could not read parsed OpenAI response", exc_info=True)
-        recorder.end()
-        return parsed
-
-    def close(self) -> Any:
-        """Close the HTTP response (sync or async) and end the span if still open."""
-        recorder = self._self_recorder
-        try:
-            result = self.__wrapped__.close()
-        except BaseException:
-            recorder.end(closed_early=True)
-            raise
-        if inspect.isawaitable(result):
-            return await_then_end(result, recorder)
-        recorder.end(closed_early=True)
-        return result
-
-    def __del__(self) -> None:
-        recorder = getattr(self, "_self_recorder", None)
-        if recorder is not None and not recorder.ended:
-            recorder.end(closed_early=True)
+        if isinstance(parsed, Stream | AsyncStream):
+            proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
+            return proxy_cls(parsed, self._self_recorder, self._self_op.on_chunk)
+        self._self_op.on_result(self._self_recorder, parsed)
+        return None
 
 
-# --- SDK-internal retries ---------------------------------------------------------------------
 def _attempt_outcome(response: Any) -> tuple[int | None, str | None]:
     """Status and error type of the attempt that failed (we are inside the SDK's except block)."""
     status = getattr(response, "status_code", None)
@@ -224,7 +181,7 @@ def _attempt_outcome(response: Any) -> tuple[int | None, str | None]:
     return (status if isinstance(status, int) else None), (str(status) if status else None)
 
 
-_RETRIES = RetryHooks("openai", active_recorder, _attempt_outcome)
+_RETRIES = _stainless.RetryHooks("openai", active_recorder, _attempt_outcome)
 
 
 def patches(telemetry: Telemetry) -> list[Patch]:
