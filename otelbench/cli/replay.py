@@ -166,6 +166,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=10.0,
         help="after Ctrl-C, seconds to let requests in flight finish",
     )
+    load.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="client processes sharing the load (default 1; use more when one saturates a core)",
+    )
     load.add_argument("--seed", type=int, default=0, help="seed of the embedded mock and Poisson arrivals")
     sw = p.add_argument_group("sweeps (see docs/replay.md)")
     sw.add_argument(
@@ -265,6 +272,7 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     requests = args.requests
     if requests is None and args.duration is None:
         requests = DEFAULT_REQUESTS
+    _check_workers(args.workers, args.concurrency, args.rate, requests)
     from otelbench.replay.adapters import ClientOptions
     from otelbench.replay.runner import LoadSpec, ReplayConfig
 
@@ -286,8 +294,22 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
         seed=args.seed,
         mock_config=mock_config,
         otlp_endpoint=args.otlp_endpoint,
+        workers=args.workers,
     )
     return config, slos, prices
+
+
+def _check_workers(workers: int, concurrency: int, rate: float | None, requests: int | None) -> None:
+    from otelbench.replay.workers import MAX_WORKERS
+
+    if workers > MAX_WORKERS:
+        raise UsageError(f"--workers {workers} is more than {MAX_WORKERS}")
+    if workers > 1 and rate is None and concurrency < workers:
+        raise UsageError(
+            f"--workers {workers} needs --concurrency >= {workers} (each worker keeps requests in flight)"
+        )
+    if workers > 1 and requests is not None and requests < workers:
+        raise UsageError(f"--requests {requests} is fewer than --workers {workers}")
 
 
 def _progress(enabled: bool) -> Progress:

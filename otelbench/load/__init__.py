@@ -71,10 +71,16 @@ class LoadResult:
 
 
 class _Counter:
-    """Hands out job indices until the request or duration limit is reached."""
+    """Hands out job indices until the request or duration limit is reached.
 
-    def __init__(self, limits: Limits, start_ns: int) -> None:
+    ``first`` and ``step`` interleave several processes' jobs over one prompt sequence: worker
+    ``w`` of ``n`` hands out ``w, w + n, w + 2n, ...`` (its request limit counts its own jobs).
+    """
+
+    def __init__(self, limits: Limits, start_ns: int, first: int = 0, step: int = 1) -> None:
         self.next = 0
+        self.first = first
+        self.step = step
         self.failed = 0
         self.requests = limits.requests
         self.deadline_ns = start_ns + int(limits.duration * 1e9) if limits.duration is not None else math.inf
@@ -82,7 +88,7 @@ class _Counter:
     def take(self, now_ns: int) -> int | None:
         if (self.requests is not None and self.next >= self.requests) or now_ns >= self.deadline_ns:
             return None
-        index = self.next
+        index = self.first + self.step * self.next
         self.next += 1
         return index
 
@@ -106,13 +112,15 @@ async def closed_loop(
     stop: asyncio.Event | None = None,
     drain_timeout: float = 10.0,
     abort: asyncio.Event | None = None,
+    first: int = 0,
+    step: int = 1,
 ) -> LoadResult:
     """Keep ``concurrency`` requests in flight until a limit is reached or ``stop`` is set."""
     if concurrency < 1:
         raise ValueError("concurrency must be >= 1")
     stop = stop or asyncio.Event()
     start = time.perf_counter_ns()
-    counter = _Counter(limits, start)
+    counter = _Counter(limits, start, first, step)
 
     async def worker() -> None:
         while not stop.is_set():
@@ -157,17 +165,21 @@ async def open_loop(
     stop: asyncio.Event | None = None,
     drain_timeout: float = 10.0,
     abort: asyncio.Event | None = None,
+    first: int = 0,
+    step: int = 1,
+    phase: float = 0.0,
 ) -> LoadResult:
-    """Start requests at absolute times ``start + offset_i`` regardless of how many are in flight."""
+    """Start requests at absolute times ``start + phase + offset_i`` regardless of how many are
+    in flight (``phase`` staggers the workers of one constant-rate schedule)."""
     stop = stop or asyncio.Event()
     start = time.perf_counter_ns()
-    counter = _Counter(limits, start)
+    counter = _Counter(limits, start, first, step)
     in_flight: set[asyncio.Task[None]] = set()
     offsets = arrival_offsets(rate, arrival, seed)
 
     async def dispatch() -> None:
         for offset in offsets:
-            intended = start + int(offset * 1e9)
+            intended = start + int((phase + offset) * 1e9)
             if intended >= counter.deadline_ns:
                 return
             delay = (intended - time.perf_counter_ns()) / 1e9

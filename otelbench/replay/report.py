@@ -127,7 +127,7 @@ class TargetReport:
         if self.loop_lag_p99 > CLIENT_LAG_WARNING:
             notes.append(
                 f"the client's event loop was busy (lag p99 {self.loop_lag_p99 * 1000:.0f} ms): latencies include "
-                "client-side queueing; lower --rate/--concurrency or drop --parallel"
+                "client-side queueing; lower --rate/--concurrency, drop --parallel or add --workers"
             )
         return notes
 
@@ -367,6 +367,7 @@ def to_results(
                 "stream": config.client.stream,
                 "nonce": config.nonce,
                 "parallel_targets": config.parallel,
+                "workers": config.workers,
                 "request_options": dict(config.client.request),
             },
             "partial": outcome.interrupted,
@@ -600,6 +601,8 @@ def _title(outcome: ReplayOutcome) -> str:
         if load.rate is None
         else (f"open loop, {load.rate:g} req/s {load.arrival}")
     )
+    if outcome.workers > 1:
+        mode += f", {outcome.workers} client processes"
     partial = "PARTIAL (interrupted) - " if outcome.interrupted else ""
     return f"{partial}otelbench replay: dataset {outcome.config.dataset}, {mode}"
 
@@ -614,10 +617,12 @@ def _footer(outcome: ReplayOutcome) -> str:
     if outcome.export is not None:
         service = outcome.resource.get("service.name")
         instance = outcome.resource.get("service.instance.id")
-        text += (
-            f"\nOTLP export to {outcome.config.otlp_endpoint} as job={service} instance={instance}: "
-            f"{outcome.export.describe()}."
+        who = (
+            f"instance={instance}"
+            if outcome.workers == 1
+            else f"{outcome.workers} instances (one per worker)"
         )
+        text += f"\nOTLP export to {outcome.config.otlp_endpoint} as job={service} {who}: {outcome.export.describe()}."
     missing = sorted({r.target.scheme for r in outcome.runs} - set(outcome.instrumented))
     if missing:
         text += f"\nNo instrumentation active for: {', '.join(missing)} (their metric columns are empty)."

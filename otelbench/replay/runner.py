@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from opentelemetry.sdk.metrics.export import MetricsData
 
 from otelbench.datasets import Prompt, new_run_tag, with_nonce
 from otelbench.errors import ProviderError
@@ -56,6 +59,8 @@ class RawRequest:
     attempts: int | None = None
     finish_reason: str | None = None
     recorded: RecordedValues | None = None
+    #: The worker process that sent it (``--workers``; 0 in a single-process run).
+    worker: int = 0
 
     @property
     def ok(self) -> bool:
@@ -145,6 +150,7 @@ class RawRequest:
             "client_chunk_gaps_s": [round(g, 6) for g in self.client_gaps],
             "chunks": len(self.chunk_ns),
             "sent_monotonic_ns": self.sent_ns,
+            "worker": self.worker,
         }
 
 
@@ -175,6 +181,8 @@ class ReplayConfig:
     seed: int = 0
     mock_config: MockConfig | None = None
     otlp_endpoint: str | None = None
+    #: Client processes sharing the load (see :mod:`otelbench.replay.workers`).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -229,35 +237,66 @@ class ReplayOutcome:
     resource: dict[str, Any] = field(default_factory=dict)
     #: OTLP export outcome (None without ``otlp_endpoint``); complete once the run has returned.
     export: ExportStats | None = None
+    #: Client processes that shared the load.
+    workers: int = 1
 
 
 def run_replay(config: ReplayConfig, progress: Progress | None = None) -> ReplayOutcome:
     """Run the replay described by ``config`` (starting the embedded mock if a target needs it)."""
     progress = progress or NullProgress()
+    if config.workers > 1:
+        from .workers import run_workers
+
+        try:
+            return run_workers(config, progress)
+        finally:
+            progress.close()
     telemetry = Telemetry(config.otlp_endpoint)
     try:
-        with instrumented(telemetry) as enabled, _embedded_mock(config) as mock:
+        with instrumented(telemetry) as enabled, embedded_mock(config) as mock:
             targets = [t.with_mock(mock.url) if (t.is_mock and mock) else t for t in config.targets]
             runner = _Runner(config, targets, telemetry, progress)
             asyncio.run(runner.run())
+            for indices, data in runner.collected:
+                assign_stats(runner.runs, summarize(data), indices)
             outcome = ReplayOutcome(
                 config, runner.runs, runner.interrupted, enabled, runner.origin_ns, mock.url if mock else None
             )
             outcome.resource = dict(telemetry.resource.attributes)
             outcome.export = telemetry.export.stats if telemetry.export is not None else None
             if mock is not None:
-                outcome.mock_records = mock.records
-                for run in outcome.runs:
-                    if run.target.is_mock:
-                        run.ground_truth = ground_truth(run, outcome.mock_records)
+                add_ground_truth(outcome, mock)
     finally:
         progress.close()
         telemetry.shutdown()
     return outcome
 
 
+def add_ground_truth(outcome: ReplayOutcome, mock: MockServer) -> None:
+    """Attach the embedded mock's records, and each mock target's pairing with them."""
+    outcome.mock_records = mock.records
+    for run in outcome.runs:
+        if run.target.is_mock:
+            run.ground_truth = ground_truth(run, outcome.mock_records)
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """This process's share of a multi-process replay: worker ``index`` of ``count``."""
+
+    index: int
+    count: int
+    #: A ``multiprocessing.Barrier`` of all workers: each measured phase starts together.
+    barrier: Any
+
+    def share(self, total: int) -> int:
+        """This worker's part of ``total`` (requests or concurrency), parts differing by at most 1."""
+        return total // self.count + (1 if self.index < total % self.count else 0)
+
+
 @contextmanager
-def _embedded_mock(config: ReplayConfig) -> Iterator[MockServer | None]:
+def embedded_mock(config: ReplayConfig) -> Iterator[MockServer | None]:
+    """The embedded mock server, running in a child process, if a target needs it (else None)."""
     if not any(t.is_mock for t in config.targets):
         yield None
         return
@@ -271,22 +310,33 @@ def _embedded_mock(config: ReplayConfig) -> Iterator[MockServer | None]:
 
 class _Runner:
     def __init__(
-        self, config: ReplayConfig, targets: list[Target], telemetry: Telemetry, progress: Progress
+        self,
+        config: ReplayConfig,
+        targets: list[Target],
+        telemetry: Telemetry,
+        progress: Progress,
+        slot: WorkerSlot | None = None,
+        origin_ns: int | None = None,
     ) -> None:
         self.config = config
         self.telemetry = telemetry
         self.progress = progress
+        self.slot = slot or WorkerSlot(0, 1, None)
         self.runs = [TargetRun(t) for t in targets]
         self.stop = asyncio.Event()
         self.abort = asyncio.Event()
         self.interrupted = False
-        self.origin_ns = time.perf_counter_ns()
+        self.origin_ns = origin_ns if origin_ns is not None else time.perf_counter_ns()
         self.run_tag = new_run_tag()
         self.adapters: dict[int, Adapter] = {}
         self.lag = _LoopLag()
+        #: Metrics collected after each measured phase, with the indices of the runs they cover.
+        self.collected: list[tuple[list[int], MetricsData | None]] = []
 
     # -- signals ---------------------------------------------------------------------------------
     def _on_sigint(self) -> None:
+        if self.slot.barrier is not None:
+            self.slot.barrier.abort()  # workers waiting for this one to start a phase stop too
         if not self.interrupted:
             self.interrupted = True
             self.stop.set()
@@ -315,7 +365,8 @@ class _Runner:
         with self._sigint_handler():
             # Closed loop: one connection per slot. Open loop: in-flight count is unbounded; 1 000 is
             # the SDKs' own default ceiling (beyond it requests queue for a connection).
-            connections = self.config.load.concurrency if self.config.load.rate is None else 1000
+            load = self.config.load
+            connections = self.slot.share(load.concurrency) if load.rate is None else 1000 // self.slot.count
             options = replace(self.config.client, connections=max(connections, 10))
             for i, run in enumerate(self.runs):
                 self.adapters[i] = make_adapter(run.target, options)
@@ -325,15 +376,20 @@ class _Runner:
                 self.telemetry.collect()  # drop the warm-up's metrics
                 self.telemetry.measuring(True)
                 if self.config.parallel:
-                    await asyncio.gather(*(self._measure(i) for i in range(len(self.runs))))
-                    self._assign(summarize(self.telemetry.collect()), range(len(self.runs)))
+                    every = list(range(len(self.runs)))
+                    if await self._phase_start():
+                        await asyncio.gather(*(self._measure(i) for i in every))
+                        self.collected.append((every, self.telemetry.collect()))
+                    else:
+                        for run in self.runs:
+                            run.skipped = True
                 else:
                     for i in range(len(self.runs)):
-                        if self.stop.is_set():
+                        if self.stop.is_set() or not await self._phase_start():
                             self.runs[i].skipped = True
                             continue
                         await self._measure(i)
-                        self._assign(summarize(self.telemetry.collect()), [i])
+                        self.collected.append(([i], self.telemetry.collect()))
             finally:
                 monitor.cancel()
                 for adapter in self.adapters.values():
@@ -344,10 +400,23 @@ class _Runner:
             if measured and all(r.error_type == CONNECTION_ERROR for r in measured):
                 raise _all_failed(run.target, measured, "request")
 
+    async def _phase_start(self) -> bool:
+        """Wait until every worker is ready to measure (False: a worker stopped or failed)."""
+        barrier = self.slot.barrier
+        if barrier is None:
+            return True
+        try:
+            await asyncio.to_thread(barrier.wait)
+        except threading.BrokenBarrierError:
+            self.stop.set()
+            return False
+        return not self.stop.is_set()
+
     async def _warmup(self) -> None:
         n = self.config.load.warmup
         if n <= 0:
             return
+        slot = self.slot
 
         async def one(i: int) -> None:
             run = self.runs[i]
@@ -355,11 +424,13 @@ class _Runner:
             await closed_loop(
                 self._sender(i, warmup=True),
                 self.config.prompts,
-                concurrency=min(n, self.config.load.concurrency),
+                concurrency=min(n, max(1, slot.share(self.config.load.concurrency))),
                 limits=Limits(requests=n),
                 stop=self.stop,
                 drain_timeout=self.config.drain_timeout,
                 abort=self.abort,
+                first=slot.index,
+                step=slot.count,
             )
             self.progress.finish(f"{run.target.id} warm-up")
             warm = [r for r in run.requests if r.warmup]
@@ -372,51 +443,47 @@ class _Runner:
     async def _measure(self, i: int) -> None:
         run = self.runs[i]
         spec = self.config.load
+        slot = self.slot
+        limits = spec.limits
+        if limits.requests is not None and slot.count > 1:
+            limits = replace(limits, requests=slot.share(limits.requests))
         label = run.target.id
-        self.progress.start(label, spec.limits.requests, spec.limits.duration)
+        self.progress.start(label, limits.requests, limits.duration)
         send = self._sender(i, warmup=False)
         user0, system0, _ = process_usage()
         if spec.rate is None:
             run.load = await closed_loop(
                 send,
                 self.config.prompts,
-                concurrency=spec.concurrency,
-                limits=spec.limits,
+                concurrency=max(1, slot.share(spec.concurrency)),
+                limits=limits,
                 stop=self.stop,
                 drain_timeout=self.config.drain_timeout,
                 abort=self.abort,
+                first=slot.index,
+                step=slot.count,
             )
         else:
+            # Each worker runs 1/n of the rate: Poisson streams add up to a Poisson stream; a
+            # constant schedule is interleaved by starting worker w at w / rate.
             run.load = await open_loop(
                 send,
                 self.config.prompts,
-                rate=spec.rate,
+                rate=spec.rate / slot.count,
                 arrival=spec.arrival,
-                seed=self.config.seed + i,
-                limits=spec.limits,
+                seed=self.config.seed + i + 7919 * slot.index,
+                limits=limits,
                 stop=self.stop,
                 drain_timeout=self.config.drain_timeout,
                 abort=self.abort,
+                first=slot.index,
+                step=slot.count,
+                phase=slot.index / spec.rate,
             )
         self.progress.finish(label)
         user1, system1, rss = process_usage()
         run.cpu_s, run.peak_rss_mib = (user1 - user0) + (system1 - system0), rss
         run.loop_lag = self.lag.between(run.load.started_ns, run.load.ended_ns)
-
-    def _assign(self, stats: list[TargetStats], indices: Any) -> None:
-        for i in indices:
-            run = self.runs[i]
-            host, port = run.target.host_port
-            candidates = [
-                s
-                for s in stats
-                if s.provider == run.target.provider
-                and s.model == run.target.model
-                and (s.server_address is None or host is None or s.server_address == host)
-                and (s.server_port is None or port is None or s.server_port == port)
-            ]
-            if candidates:
-                run.metrics = max(candidates, key=lambda s: s.requests)
 
     # -- one request -----------------------------------------------------------------------------
     def _sender(self, i: int, *, warmup: bool) -> Callable[[Job], Any]:
@@ -430,11 +497,12 @@ class _Runner:
         tag = f"{self.run_tag}-{i}-{'w' if warmup else 'm'}"
         progress = self.progress
         label = f"{run.target.id} warm-up" if warmup else run.target.id
+        worker = self.slot.index
 
         async def send(job: Job) -> None:
             prompt = with_nonce(job.prompt, f"{tag}{job.index}") if nonce else job.prompt
             obs = Observation()
-            raw = RawRequest(run.target.id, job.index, warmup, prompt.id, job.intended_ns, 0)
+            raw = RawRequest(run.target.id, job.index, warmup, prompt.id, job.intended_ns, 0, worker=worker)
             run.requests.append(raw)
             # A parent span per request: the instrumentation's GenAI span becomes its child, and
             # the span tap files the child's attempt count under this span's id.
@@ -476,6 +544,23 @@ class _Runner:
                     progress.advance(label, ok=raw.ok)
 
         return send
+
+
+def assign_stats(runs: list[TargetRun], stats: list[TargetStats], indices: list[int]) -> None:
+    """Give each of ``runs[indices]`` the statistics of its provider, model and endpoint."""
+    for i in indices:
+        run = runs[i]
+        host, port = run.target.host_port
+        candidates = [
+            s
+            for s in stats
+            if s.provider == run.target.provider
+            and s.model == run.target.model
+            and (s.server_address is None or host is None or s.server_address == host)
+            and (s.server_port is None or port is None or s.server_port == port)
+        ]
+        if candidates:
+            run.metrics = max(candidates, key=lambda s: s.requests)
 
 
 class _LoopLag:
