@@ -25,14 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import anthropic
-import boto3
-import botocore.config
-import botocore.exceptions
-import httpx
-import ollama
-import openai
-
 from otelbench.datasets import Prompt
 
 from .options import Options, options_for
@@ -133,6 +125,9 @@ class OpenAIAdapter:
     provider = "openai"
 
     def __init__(self, target: Target, options: ClientOptions) -> None:
+        # The SDK is imported when a target needs it: all four cost seconds of start-up.
+        import openai
+
         # DEFAULT_CONNECTION_LIMITS' own class, so the limits match whichever httpx the SDK uses.
         # A pool never smaller than the concurrency: requests must not queue inside the client.
         limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
@@ -206,6 +201,8 @@ class OpenAIAdapter:
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
+        import openai
+
         return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError)
 
     async def aclose(self) -> None:
@@ -220,6 +217,9 @@ class AnthropicAdapter:
     provider = "anthropic"
 
     def __init__(self, target: Target, options: ClientOptions) -> None:
+        # The SDK is imported when a target needs it: all four cost seconds of start-up.
+        import anthropic
+
         limits = type(anthropic.DEFAULT_CONNECTION_LIMITS)(
             max_connections=options.connections, max_keepalive_connections=options.connections
         )
@@ -282,6 +282,8 @@ class AnthropicAdapter:
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
+        import anthropic
+
         return isinstance(exc, anthropic.APIConnectionError) and not isinstance(
             exc, anthropic.APITimeoutError
         )
@@ -298,6 +300,10 @@ class OllamaAdapter:
     provider = "ollama"
 
     def __init__(self, target: Target, options: ClientOptions) -> None:
+        # The SDK is imported when a target needs it: all four cost seconds of start-up.
+        import httpx
+        import ollama
+
         # The Ollama client passes extra keyword arguments to its httpx.AsyncClient.
         self.clients = [
             ollama.AsyncClient(
@@ -363,6 +369,8 @@ class OllamaAdapter:
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
+        import httpx
+
         # The SDK turns httpx.ConnectError into the built-in ConnectionError.
         return isinstance(exc, ConnectionError | httpx.ConnectError)
 
@@ -384,6 +392,10 @@ class BedrockAdapter:
     provider = "bedrock"
 
     def __init__(self, target: Target, options: ClientOptions) -> None:
+        # The SDK is imported when a target needs it: all four cost seconds of start-up.
+        import boto3
+        import botocore.config
+
         config = botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": options.max_retries + 1},
             max_pool_connections=options.connections,
@@ -482,6 +494,8 @@ class BedrockAdapter:
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
+        import botocore.exceptions
+
         return isinstance(exc, botocore.exceptions.EndpointConnectionError)
 
     async def aclose(self) -> None:
