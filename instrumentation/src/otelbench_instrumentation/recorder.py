@@ -155,6 +155,7 @@ class LLMRecorder:
         "_output_tokens",
         "_reasoning",
         "_recorder_token",
+        "_response_attrs",
         "_response_model",
         "_span",
         "_start_ns",
@@ -194,6 +195,9 @@ class LLMRecorder:
         self._chunk_gaps: list[int] | None = [] if telemetry.settings.chunk_timing == "each" else None
         self._finish_reasons: list[str] = []
         self._response_model: str | None = None
+        # Response attributes wait for the end: one set_attributes call instead of several
+        # (each takes the span's lock and cleans its values).
+        self._response_attrs: dict[str, AttributeValue] = {}
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
         self._cache_read: int | None = None
@@ -323,16 +327,16 @@ class LLMRecorder:
         """Record response identity, model, finish reasons and provider-specific attributes."""
         try:
             self.has_response = True
-            span = self._span
+            pending = self._response_attrs
             if response_id:
-                span.set_attribute(semconv.GEN_AI_RESPONSE_ID, response_id)
+                pending[semconv.GEN_AI_RESPONSE_ID] = response_id
             if model:
                 self._response_model = model
-                span.set_attribute(semconv.GEN_AI_RESPONSE_MODEL, model)
+                pending[semconv.GEN_AI_RESPONSE_MODEL] = model
             if finish_reasons:
                 self._finish_reasons.extend(finish_reasons)
             if attributes:
-                span.set_attributes(attributes)
+                pending.update(attributes)
         except Exception:
             log.debug("could not record response attributes", exc_info=True)
 
@@ -399,7 +403,7 @@ class LLMRecorder:
         if error_type:
             attrs[semconv.ERROR_TYPE] = error_type
 
-        span_attrs: dict[str, AttributeValue] = {}
+        span_attrs = self._response_attrs
         if self._finish_reasons:
             span_attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = self._finish_reasons
         if self._input_tokens is not None:

@@ -169,14 +169,21 @@ def _raw_response_classes() -> tuple[type[Any], ...]:
     return tuple(classes)
 
 
+@functools.cache
+def _stream_classes() -> tuple[Any, Any]:
+    """(Stream, AsyncStream), imported once rather than on every call."""
+    from anthropic import AsyncStream, Stream
+
+    return Stream, AsyncStream
+
+
 def _on_result(recorder: LLMRecorder, result: Any) -> Any:
     """Return what the caller gets: the SDK result itself or a transparent proxy of it."""
     try:
-        from anthropic import AsyncStream, Stream
-
-        if isinstance(result, Stream):
+        stream, async_stream = _stream_classes()
+        if isinstance(result, stream):
             return SyncStreamProxy(result, recorder, _extract.StreamEvents())
-        if isinstance(result, AsyncStream):
+        if isinstance(result, async_stream):
             return AsyncStreamProxy(result, recorder, _extract.StreamEvents())
         if isinstance(result, _raw_response_classes()):
             if recorder.streaming or not _body_read(result):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -93,21 +94,29 @@ def _start(
     return recorder
 
 
+@functools.cache
+def _result_types() -> tuple[Any, Any, Any, tuple[Any, ...]]:
+    """(Stream, AsyncStream, LegacyAPIResponse, raw response types), imported once: import
+    statements in the wrapper cost microseconds per call even when the module is loaded."""
+    from openai import AsyncStream, Stream
+    from openai._legacy_response import LegacyAPIResponse
+    from openai._response import APIResponse, AsyncAPIResponse
+
+    return Stream, AsyncStream, LegacyAPIResponse, (LegacyAPIResponse, APIResponse, AsyncAPIResponse)
+
+
 def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
     """Return what the caller gets: the SDK result itself or a transparent proxy of it."""
     try:
-        from openai import AsyncStream, Stream
-        from openai._legacy_response import LegacyAPIResponse
-        from openai._response import APIResponse, AsyncAPIResponse
-
-        if isinstance(result, Stream):
+        stream, async_stream, legacy, raw = _result_types()
+        if isinstance(result, stream):
             return SyncStreamProxy(result, recorder, op.on_chunk)
-        if isinstance(result, AsyncStream):
+        if isinstance(result, async_stream):
             return AsyncStreamProxy(result, recorder, op.on_chunk)
-        if isinstance(result, LegacyAPIResponse) and not recorder.streaming:
+        if isinstance(result, legacy) and not recorder.streaming:
             # The body is already read; parse() caches, so the caller's own parse() is free.
             op.on_result(recorder, result.parse())
-        elif isinstance(result, LegacyAPIResponse | APIResponse | AsyncAPIResponse):
+        elif isinstance(result, raw):
             return RawResponseProxy(result, recorder, op)
         else:
             op.on_result(recorder, result)
