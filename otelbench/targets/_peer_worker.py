@@ -98,7 +98,9 @@ def instrument(variant: str, tp: TracerProvider, mp: MeterProvider, pricing: str
     """Turn the variant's instrumentation on for the ``openai`` SDK (nothing for the baseline)."""
     if variant == "baseline":
         return
-    if variant == "ours":
+    if variant == "sdk_floor":
+        _sdk_floor(tp, mp)
+    elif variant == "ours":
         ours = importlib.import_module("otelbench_instrumentation")
         ours.OpenAIInstrumentor().instrument(tracer_provider=tp, meter_provider=mp, capture_content=False)
     elif variant == "openllmetry":
@@ -122,6 +124,102 @@ def instrument(variant: str, tp: TracerProvider, mp: MeterProvider, pricing: str
         )
     else:
         raise ValueError(f"unknown variant {variant!r}")
+
+
+def _sdk_floor(tp: TracerProvider, mp: MeterProvider) -> None:
+    """No instrumentation library: by hand around each call, only the OTel SDK work that a
+    semconv-complete instrumentation cannot avoid (one span with the conventions' attributes, the
+    duration and two token-usage records, plus TTFT and time-per-chunk for streams; the same
+    attribute sets as ours). The floor under every variant's per-call cost."""
+    from openai.resources.chat.completions import AsyncCompletions, Completions
+
+    tracer = tp.get_tracer("sdk_floor")
+    meter = mp.get_meter("sdk_floor")
+    duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s")
+    usage = meter.create_histogram("gen_ai.client.token.usage", unit="{token}")
+    ttft = meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s")
+    per_chunk = meter.create_histogram("gen_ai.client.operation.time_per_output_chunk", unit="s")
+    base = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": MODEL,
+        "server.address": "bench.invalid",
+        "server.port": 80,
+    }
+    sync_create, async_create = Completions.create, AsyncCompletions.create
+
+    def start(stream: bool) -> tuple[Any, int]:
+        attrs: dict[str, Any] = {**base, "gen_ai.system": "openai"}
+        if stream:
+            attrs["gen_ai.request.stream"] = True
+        return tracer.start_span(
+            f"chat {MODEL}", kind=trace.SpanKind.CLIENT, attributes=attrs
+        ), time.perf_counter_ns()
+
+    def end(span: Any, t0: int, last: Any, first_ns: int = 0, last_ns: int = 0, chunks: int = 0) -> None:
+        u = last.usage
+        end_ns = time.perf_counter_ns()
+        attrs: dict[str, Any] = {
+            "gen_ai.response.id": last.id,
+            "gen_ai.response.model": last.model,
+            "gen_ai.response.finish_reasons": ("stop",),
+            "gen_ai.openai.response.system_fingerprint": last.system_fingerprint,
+            "gen_ai.usage.input_tokens": u.prompt_tokens,
+            "gen_ai.usage.output_tokens": u.completion_tokens,
+        }
+        if chunks:
+            attrs["otelbench.stream.chunk_count"] = chunks
+            attrs["gen_ai.response.time_to_first_chunk"] = (first_ns - t0) / 1e9
+        span.set_attributes(attrs)
+        span.end()
+        m = {**base, "gen_ai.response.model": last.model}
+        duration.record((end_ns - t0) / 1e9, m)
+        if chunks:
+            ttft.record((first_ns - t0) / 1e9, m)
+            per_chunk.record((last_ns - first_ns) / max(1, chunks - 1) / 1e9, m)
+        usage.record(u.prompt_tokens, {**m, "gen_ai.token.type": "input"})
+        usage.record(u.completion_tokens, {**m, "gen_ai.token.type": "output"})
+
+    def timed(stream: Any, span: Any, t0: int) -> Any:
+        first = last_ns = chunks = 0
+        chunk = None
+        for chunk in stream:
+            last_ns = time.perf_counter_ns()
+            first = first or last_ns
+            chunks += 1
+            yield chunk
+        end(span, t0, chunk, first, last_ns, chunks)
+
+    async def atimed(stream: Any, span: Any, t0: int) -> Any:
+        first = last_ns = chunks = 0
+        chunk = None
+        async for chunk in stream:
+            last_ns = time.perf_counter_ns()
+            first = first or last_ns
+            chunks += 1
+            yield chunk
+        end(span, t0, chunk, first, last_ns, chunks)
+
+    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stream = kwargs.get("stream") is True
+        span, t0 = start(stream)
+        result = sync_create(self, *args, **kwargs)
+        if stream:
+            return timed(result, span, t0)
+        end(span, t0, result)
+        return result
+
+    async def acreate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stream = kwargs.get("stream") is True
+        span, t0 = start(stream)
+        result = await async_create(self, *args, **kwargs)
+        if stream:
+            return atimed(result, span, t0)
+        end(span, t0, result)
+        return result
+
+    Completions.create = create  # type: ignore[method-assign]
+    AsyncCompletions.create = acreate  # type: ignore[method-assign]
 
 
 class Worker:

@@ -5,6 +5,9 @@ The same workload as ``instrumentation-overhead`` (the official ``openai`` SDK o
 through ``AsyncOpenAI``), run once per *variant*, each in its own process and its own virtualenv:
 
 * ``baseline``: uninstrumented;
+* ``sdk_floor``: no instrumentation library, only the OTel SDK calls a semconv-complete
+  instrumentation must make (one span, the duration and token-usage records; TTFT and time per
+  chunk for streams), made by hand around each call: the floor under every variant below;
 * ``ours``: ``otelbench-instrumentation`` installed editable from this working tree;
 * ``openllmetry``: ``opentelemetry-instrumentation-openai`` (Traceloop);
 * ``openlit``: ``openlit`` with only its openai instrumentor on, events off, a local pricing file;
@@ -32,6 +35,8 @@ difference (variant round r - baseline round r):
   the fixed per-call cost amortised in (an upper bound on the marginal per-chunk cost);
 * ``<variant>_async_per_call_us``, ``<variant>_async_per_chunk_us``: the same with ``AsyncOpenAI``;
 * ``ours_to_<peer>_per_call`` / ``..._per_chunk`` (+ ``async_``): our overhead / the peer's;
+* ``<variant>_<figure>_above_floor_us``: the variant's figure minus ``sdk_floor``'s, i.e. what the
+  library adds beyond the SDK work it cannot avoid, and ``ours_to_<peer>_<figure>_above_floor``;
 * ``<variant>_spans_per_call``: spans exported per call made.
 
 ``details["variants"]`` holds, per variant: status, pins, installed versions, spans and metric
@@ -95,6 +100,11 @@ class Variant:
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("baseline"),
+    Variant(
+        "sdk_floor",
+        note="no instrumentation library: one span and the duration, token-usage (and for streams TTFT "
+        "and time-per-chunk) records with our attribute sets, done by hand around each call",
+    ),
     Variant("ours", ("-e", str(_INSTRUMENTATION))),
     Variant("openllmetry", ("opentelemetry-instrumentation-openai==0.62.4",)),
     Variant(
@@ -216,18 +226,29 @@ def _tail(text: str, lines: int = 3) -> str:
 def ensure_venv(variant: Variant, pins: Pins, timeout_s: float) -> VenvOutcome:
     """Reuse the variant's cached virtualenv, or build it with uv; never raises for a failed install."""
     path = peers_dir() / f"{variant.name}-{pins.digest()}"
-    python = path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if variant.name == "ours" and not _INSTRUMENTATION.is_dir():
+        return VenvOutcome(None, path, error=f"instrumentation source not found at {_INSTRUMENTATION}")
+    return build_venv(path, pins, timeout_s)
+
+
+def venv_python(path: Path) -> Path:
+    """The interpreter of the virtualenv at ``path``."""
+    return path / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def build_venv(path: Path, pins: Pins, timeout_s: float, base_python: str | None = None) -> VenvOutcome:
+    """Reuse the virtualenv at ``path`` if complete, else build it from ``pins`` with uv (``uv venv`` +
+    ``uv pip install``, each bounded by ``timeout_s``); never raises for a failed install."""
+    python = venv_python(path)
     marker = path / "otelbench-pins.json"
     if marker.exists() and python.exists():
         return VenvOutcome(python, path)
-    if variant.name == "ours" and not _INSTRUMENTATION.is_dir():
-        return VenvOutcome(None, path, error=f"instrumentation source not found at {_INSTRUMENTATION}")
     uv = shutil.which("uv")
     if uv is None:
         return VenvOutcome(None, path, error="uv not found on PATH")
     shutil.rmtree(path, ignore_errors=True)  # a half-built one from an interrupted run
     path.parent.mkdir(parents=True, exist_ok=True)
-    base_python = getattr(sys, "_base_executable", sys.executable)
+    base_python = base_python or getattr(sys, "_base_executable", sys.executable)
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("\n".join(pins.constraints) + "\n")
@@ -543,13 +564,28 @@ class PeersOverheadTarget:
             if name != "baseline" and state.status.startswith("ok"):
                 metrics[f"{name}_spans_per_call"] = float(state.checks["spans_per_call"])
         ours_ok = states["ours"].status.startswith("ok")
+        floor = states.get("sdk_floor")
+        floor_ok = floor is not None and floor.status.startswith("ok")
         for name, state in states.items():
-            if name in ("baseline", "ours") or not (ours_ok and state.status.startswith("ok")):
+            if name in ("baseline", "sdk_floor") or not state.status.startswith("ok") or not floor_ok:
+                continue
+            for figure in _FIGURE.values():
+                metrics[f"{name}_{figure}_above_floor_us"] = (
+                    metrics[f"{name}_{figure}_us"] - metrics[f"sdk_floor_{figure}_us"]
+                )
+        for name, state in states.items():
+            if name in ("baseline", "ours", "sdk_floor") or not (ours_ok and state.status.startswith("ok")):
                 continue
             for figure in _FIGURE.values():
                 peer = metrics[f"{name}_{figure}_us"]
                 ours = metrics[f"ours_{figure}_us"]
                 metrics[f"ours_to_{name}_{figure}"] = ours / peer if peer > 0 else math.nan
+                if floor_ok:
+                    peer_above = metrics[f"{name}_{figure}_above_floor_us"]
+                    ours_above = metrics[f"ours_{figure}_above_floor_us"]
+                    metrics[f"ours_to_{name}_{figure}_above_floor"] = (
+                        ours_above / peer_above if peer_above > 0 else math.nan
+                    )
         if not ours_ok:
             raise BenchmarkError(f"ours variant {states['ours'].status}")
         return metrics, samples

@@ -18,7 +18,7 @@ from otelbench.targets.peers import (
     pins_for,
 )
 
-PEERS = [v.name for v in VARIANTS if v.name not in ("baseline", "ours")]
+PEERS = [v.name for v in VARIANTS if v.name not in ("baseline", "sdk_floor", "ours")]
 
 
 def test_registered() -> None:
@@ -34,9 +34,9 @@ def test_every_variant_reports_and_installed_ones_produce_spans() -> None:
     assert set(variants) == {v.name for v in VARIANTS}
     assert variants["baseline"]["status"] == "ok"
     assert variants["baseline"]["checks"]["spans"] == 0
-    for name in ("ours", *PEERS):
+    for name in ("sdk_floor", "ours", *PEERS):
         status = variants[name]["status"]
-        if name != "ours" and status.startswith("not installable: "):
+        if name not in ("ours", "sdk_floor") and status.startswith("not installable: "):
             assert len(status) > len("not installable: "), "the reason must be given"
             continue
         assert status == "ok", f"{name}: {status}"
@@ -46,10 +46,15 @@ def test_every_variant_reports_and_installed_ones_produce_spans() -> None:
         assert checks["chunks_per_stream"] == 8 + 3
         for figure in ("per_call", "per_chunk", "async_per_call", "async_per_chunk"):
             assert math.isfinite(result.metrics[f"{name}_{figure}_us"]), (name, figure)
-        if name != "ours":
+        if name != "sdk_floor":
+            # What the library adds beyond the SDK calls it cannot avoid, measured in the same run.
+            assert math.isfinite(result.metrics[f"{name}_per_call_above_floor_us"]), name
+        if name not in ("ours", "sdk_floor"):
             assert f"ours_to_{name}_per_call" in result.metrics
+            assert f"ours_to_{name}_per_call_above_floor" in result.metrics
         assert variants[name]["versions"]["openai"] == variants["baseline"]["versions"]["openai"]
     assert "| ours | ok |" in result.details["note"]
+    assert "ours_to_sdk_floor_per_call" not in result.metrics
 
 
 def test_missing_uv_is_reported_as_not_installable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
