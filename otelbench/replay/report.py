@@ -348,6 +348,8 @@ def to_results(
             )
         if run.peak_rss_mib is not None:
             m["client_peak_rss_mib"] = run.peak_rss_mib
+        if run.rss_growth_mib is not None:
+            m["client_rss_growth_mib"] = run.rss_growth_mib
         m["partial"] = 1.0 if outcome.interrupted else 0.0
         gt = rep.run.ground_truth
         details: dict[str, Any] = {

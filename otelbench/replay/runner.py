@@ -14,6 +14,7 @@ with ``interrupted=True``; targets not yet started are skipped.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from otelbench.load import Arrival, Job, Limits, LoadResult, closed_loop, open_l
 from otelbench.mock import MockConfig, MockServer, RequestRecord
 from otelbench.summary import TargetStats, summarize
 from otelbench.summary.stats import exact_quantile
-from otelbench.targets import process_usage
+from otelbench.targets import current_rss_mib, process_usage
 
 from .adapters import Adapter, ClientOptions, Observation, make_adapter
 from .progress import NullProgress, Progress
@@ -215,6 +216,9 @@ class TargetRun:
     #: targets, the shared total), and its peak RSS afterwards (MiB).
     cpu_s: float | None = None
     peak_rss_mib: float | None = None
+    #: Peak RSS after this target's load - RSS before the warm-up (MiB): what the replay itself
+    #: accumulated (raw log, telemetry, connection pools), imports excluded.
+    rss_growth_mib: float | None = None
 
     @property
     def measured(self) -> list[RawRequest]:
@@ -330,6 +334,7 @@ class _Runner:
         self.run_tag = new_run_tag()
         self.adapters: dict[int, Adapter] = {}
         self.lag = _LoopLag()
+        self.rss_before = math.nan
         #: Metrics collected after each measured phase, with the indices of the runs they cover.
         self.collected: list[tuple[list[int], MetricsData | None]] = []
 
@@ -371,6 +376,7 @@ class _Runner:
             for i, run in enumerate(self.runs):
                 self.adapters[i] = make_adapter(run.target, options)
             monitor = asyncio.create_task(self.lag.watch())
+            self.rss_before = current_rss_mib()
             try:
                 await self._warmup()
                 self.telemetry.collect()  # drop the warm-up's metrics
@@ -483,6 +489,7 @@ class _Runner:
         self.progress.finish(label)
         user1, system1, rss = process_usage()
         run.cpu_s, run.peak_rss_mib = (user1 - user0) + (system1 - system0), rss
+        run.rss_growth_mib = rss - self.rss_before if math.isfinite(rss - self.rss_before) else None
         run.loop_lag = self.lag.between(run.load.started_ns, run.load.ended_ns)
 
     # -- one request -----------------------------------------------------------------------------

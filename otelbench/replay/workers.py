@@ -394,6 +394,8 @@ def _merge_runs(target: Target, parts: list[TargetRun]) -> TargetRun:
     # The client's footprint is every worker's memory together.
     rss = [p.peak_rss_mib for p in parts if p.peak_rss_mib is not None]
     run.peak_rss_mib = sum(rss) if rss else None
+    growth = [p.rss_growth_mib for p in parts if p.rss_growth_mib is not None]
+    run.rss_growth_mib = sum(growth) if growth else None
     return run
 
 

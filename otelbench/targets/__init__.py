@@ -167,6 +167,16 @@ def process_usage() -> tuple[float, float, float]:
     return usage.ru_utime, usage.ru_stime, rss_mib
 
 
+def current_rss_mib() -> float:
+    """This process's resident set now (MiB; NaN where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return math.nan
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
 def with_resource_usage(run: Callable[[], BenchmarkResult]) -> BenchmarkResult:
     """Call ``run`` and add this process's CPU time and peak RSS to its result.
 

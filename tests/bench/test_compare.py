@@ -118,7 +118,14 @@ def rounds(center: float, n: int = 15, seed: int = 0, spread: float = 0.02) -> l
 
 def test_direction_follows_the_metric_name() -> None:
     lower = ["ttft_p95_s", "per_call_overhead_us", "stream_end_late_p50_ms", "server_cpu_us_per_request"]
-    lower += ["client_peak_rss_mib", "errors", "error_rate", "cached_hit_vs_memo_ratio", "ttft_cv"]
+    lower += [
+        "client_peak_rss_mib",
+        "client_rss_growth_mib",
+        "errors",
+        "error_rate",
+        "cached_hit_vs_memo_ratio",
+        "ttft_cv",
+    ]
     lower += ["metric_vs_raw_max_rel_diff", "chaos_telemetry_mismatches", "cost_usd", "client_cpu_s"]
     higher = ["requests_per_s", "cached_hit_ops_per_s", "requests_per_s_per_core", "chunks_per_s_max"]
     higher += ["goodput_rps", "hit_rate_cap100", "slo_attainment", "chaos_success_rate"]

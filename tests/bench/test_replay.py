@@ -66,6 +66,8 @@ def test_small_default_replay_compares_four_providers(
         assert set(details["instrumented"]) >= {"openai", "anthropic", "bedrock", "ollama"}
         for name in ("ttft", "duration", "tpot", "itl"):
             assert metrics[f"{name}_p50_s"] > 0, name
+        # Memory the replay itself accumulated, imports excluded (a figure, not asserted small).
+        assert metrics["client_peak_rss_mib"] > metrics["client_rss_growth_mib"] >= 0
     # The mock's four profiles differ: the ordering of TTFT medians must come through.
     ttft = {k: v["metrics"]["ttft_p50_s"] for k, v in results.items()}
     assert (

@@ -105,6 +105,7 @@ def test_two_workers_split_the_closed_loop_and_the_metrics_count_every_request()
     # Mock TTFT 40 ms + the SDK's send time (a few ms); both processes on the same clock.
     assert 0.040 <= run.metrics.ttft.q(0.5) < 0.060
     assert run.cpu_s is not None and run.cpu_s > 0 and run.peak_rss_mib is not None
+    assert run.rss_growth_mib is not None and run.rss_growth_mib >= 0  # the workers' sum
 
 
 @pytest.mark.slow
