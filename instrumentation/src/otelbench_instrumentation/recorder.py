@@ -464,13 +464,14 @@ class LLMRecorder:
             t.token_usage.record(
                 self._output_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_OUTPUT}
             )
-        for detail, value in (
-            (semconv.TOKEN_DETAIL_CACHE_READ, self._cache_read),
-            (semconv.TOKEN_DETAIL_CACHE_CREATION, self._cache_creation),
-            (semconv.TOKEN_DETAIL_REASONING, self._reasoning),
-        ):
-            if value:
-                t.token_detail.record(value, {**attrs, semconv.TOKEN_DETAIL: detail})
+        if self._cache_read or self._cache_creation or self._reasoning:
+            for detail, value in (
+                (semconv.TOKEN_DETAIL_CACHE_READ, self._cache_read),
+                (semconv.TOKEN_DETAIL_CACHE_CREATION, self._cache_creation),
+                (semconv.TOKEN_DETAIL_REASONING, self._reasoning),
+            ):
+                if value:
+                    t.token_detail.record(value, {**attrs, semconv.TOKEN_DETAIL: detail})
 
     def _truncate(self, text: str) -> str:
         limit = self._telemetry.settings.content_max_length
@@ -500,6 +501,8 @@ def as_count(value: object) -> int | None:
 
 
 def _count(value: object, previous: int | None) -> int | None:
+    if value is None:  # the common case for the optional counts
+        return previous
     count = as_count(value)
     return previous if count is None else count
 

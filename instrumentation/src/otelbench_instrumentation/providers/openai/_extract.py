@@ -18,6 +18,10 @@ _SCALAR_REQUEST_PARAMS = (
     ("seed", semconv.GEN_AI_REQUEST_SEED),
     ("service_tier", semconv.GEN_AI_OPENAI_REQUEST_SERVICE_TIER),
 )
+_SCALAR_BY_KEY = dict(_SCALAR_REQUEST_PARAMS)
+_OTHER_PARAMS = frozenset(
+    {"max_completion_tokens", "max_tokens", "max_output_tokens", "stop", "n", "response_format"}
+)
 _FINISH_BY_STATUS = {"completed": "stop", "failed": "error", "cancelled": "cancelled"}
 
 
@@ -33,12 +37,18 @@ def request_attributes(
 ) -> dict[str, AttributeValue]:
     """Span attributes for the request parameters the conventions name."""
     attrs: dict[str, AttributeValue] = {}
-    for key, name in _SCALAR_REQUEST_PARAMS:
-        value = kwargs.get(key)
-        if isinstance(value, str):
+    others = False
+    # One pass over what the caller passed (usually 3-4 arguments), not a lookup per parameter.
+    for key, value in kwargs.items():
+        name = _SCALAR_BY_KEY.get(key)
+        if name is None:
+            others = others or key in _OTHER_PARAMS
+        elif isinstance(value, str):
             attrs[name] = value
         elif (number := _number(value)) is not None:
             attrs[name] = number
+    if not others:
+        return attrs
     for key in max_tokens_keys:
         max_tokens = _number(kwargs.get(key))
         if max_tokens is not None:
