@@ -76,6 +76,15 @@ if [[ -z "$chromium" ]]; then
     chromium=$(command -v chromium)
 fi
 
+# --- valgrind (callgrind counts instructions in the overhead-instructions target) --------------
+if ! command -v valgrind >/dev/null || ! command -v callgrind_annotate >/dev/null; then
+    log "installing valgrind from Debian"
+    sudo_=""
+    [[ $(id -u) -ne 0 ]] && sudo_=sudo
+    $sudo_ apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends valgrind >&2
+fi
+
 echo "export OTELBENCH_OTELCOL=$otelcol"
 echo "export OTELBENCH_JAEGER=$jaeger"
 echo "export OTELBENCH_PROMETHEUS=$prometheus"

@@ -104,6 +104,7 @@ def all_targets() -> list[BenchTarget]:
     # Imported here so that listing the interface never pays for the targets' imports.
     from .breaker import BreakerTarget
     from .cache import CacheTarget
+    from .instructions import InstructionsTarget
     from .mock_capacity import MockCapacityTarget
     from .overhead import InstrumentationOverheadTarget
     from .peers import PeersOverheadTarget
@@ -120,6 +121,7 @@ def all_targets() -> list[BenchTarget]:
         RetryTarget(),
         ReplayMockTarget(),
         PeersOverheadTarget(),
+        InstructionsTarget(),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,51 @@ def test_a_peer_without_spans_is_reported_as_such_and_gets_no_figures() -> None:
     assert states["openllmetry"].status == "no spans"
     assert not any(k.startswith("openllmetry_") or k.startswith("ours_to_") for k in metrics)
     assert "| openllmetry | no spans |" in target.table(metrics, states)
+
+
+# --- overhead-instructions (callgrind) -------------------------------------------------------------
+
+ANNOTATE_SAMPLE = """\
+--------------------------------------------------------------------------------
+Ir
+--------------------------------------------------------------------------------
+120,983,740 (100.0%)  PROGRAM TOTALS
+
+Ir                    file:function
+113,887,189 (94.13%)  ???:starmap_next [/usr/bin/python3.11]
+ 20,130,597 (16.64%)  ???:accumulate_next [/usr/bin/python3.11]
+  9,000,000 ( 7.44%)  ???:_PyEval_EvalFrameDefault [/usr/bin/python3.11]
+"""
+
+
+def test_callgrind_inclusive_counts_are_read_per_function() -> None:
+    from otelbench.targets.instructions import _inclusive
+
+    assert _inclusive(ANNOTATE_SAMPLE, "starmap_next") == 113_887_189
+    assert _inclusive(ANNOTATE_SAMPLE, "accumulate_next") == 20_130_597
+    assert _inclusive(ANNOTATE_SAMPLE, "chain_next") is None
+
+
+@pytest.mark.slow
+def test_instruction_counts_of_baseline_floor_and_ours() -> None:
+    import shutil
+
+    from otelbench.targets.instructions import InstructionsTarget
+
+    if shutil.which("valgrind") is None:
+        if os.environ.get("CI"):
+            pytest.fail("valgrind is missing in CI (.ci/backends.sh installs it)")
+        pytest.skip("valgrind not installed")
+    # Tiny sizes: checks the counting path end to end, not the figures.
+    result = InstructionsTarget(
+        calls=10, streams=1, chunks=8, variants=("baseline", "sdk_floor", "ours")
+    ).run()
+    variants = result.details["variants"]
+    assert {v["status"] for v in variants.values()} == {"ok"}, variants
+    assert variants["ours"]["checks"]["spans"] == variants["ours"]["checks"]["calls"] > 0
+    assert variants["baseline"]["checks"]["spans"] == 0
+    # Instrumented calls execute more instructions than uninstrumented ones; ours more than the
+    # bare SDK calls it makes (positive controls: a broken toggle would give equal counts).
+    assert result.metrics["sdk_floor_kinstr_per_call"] > 0
+    assert result.metrics["ours_kinstr_per_call"] > result.metrics["sdk_floor_kinstr_per_call"]
+    assert math.isfinite(result.metrics["ours_kinstr_per_chunk_above_floor"])
