@@ -76,6 +76,7 @@ class InstructionsTarget:
     """CPU instructions per call and per chunk of each instrumentation, under callgrind."""
 
     id = TARGET_ID
+    description = "CPU instructions per call / per chunk of ours, the SDK floor and the peers (callgrind)"
 
     def __init__(self, **overrides: Any) -> None:
         self.config = InstructionsConfig(**overrides)

@@ -248,14 +248,14 @@ def build_venv(path: Path, pins: Pins, timeout_s: float, base_python: str | None
         return VenvOutcome(None, path, error="uv not found on PATH")
     shutil.rmtree(path, ignore_errors=True)  # a half-built one from an interrupted run
     path.parent.mkdir(parents=True, exist_ok=True)
-    base_python = base_python or getattr(sys, "_base_executable", sys.executable)
+    interpreter = base_python or str(getattr(sys, "_base_executable", sys.executable))
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("\n".join(pins.constraints) + "\n")
         overrides = Path(tmp, "overrides.txt")
         overrides.write_text("\n".join(pins.overrides) + "\n")
         commands = [
-            [uv, "venv", "--quiet", "--python", base_python, str(path)],
+            [uv, "venv", "--quiet", "--python", interpreter, str(path)],
             [uv, "pip", "install", "--quiet", "--python", str(python), "--constraint", str(constraints)]
             + (["--override", str(overrides)] if pins.overrides else [])
             + pins.requirements,
