@@ -104,6 +104,7 @@ def all_targets() -> list[BenchTarget]:
     # Imported here so that listing the interface never pays for the targets' imports.
     from .breaker import BreakerTarget
     from .cache import CacheTarget
+    from .harness_peers import HarnessPeersTarget
     from .instructions import InstructionsTarget
     from .mock_capacity import MockCapacityTarget
     from .overhead import InstrumentationOverheadTarget
@@ -122,6 +123,7 @@ def all_targets() -> list[BenchTarget]:
         ReplayMockTarget(),
         PeersOverheadTarget(),
         InstructionsTarget(),
+        HarnessPeersTarget(),
     ]
 
 
@@ -131,10 +133,11 @@ def target_ids() -> list[str]:
 
 
 def select_targets(only: Sequence[str] | None = None) -> list[BenchTarget]:
-    """The registered targets named in ``only`` (all when None); unknown ids are a UsageError."""
+    """The registered targets named in ``only`` (when None: every target not marked
+    ``on_request_only``); unknown ids are a UsageError."""
     targets = all_targets()
     if not only:
-        return targets
+        return [t for t in targets if not on_request_only(t)]
     by_id = {t.id: t for t in targets}
     unknown = [i for i in only if i not in by_id]
     if unknown:
@@ -144,12 +147,17 @@ def select_targets(only: Sequence[str] | None = None) -> list[BenchTarget]:
     return [t for t in targets if t.id in wanted]
 
 
+def on_request_only(target: BenchTarget) -> bool:
+    """Whether ``target`` runs only when named (heavy set-up: gigabytes of peer tools, valgrind)."""
+    return bool(getattr(target, "on_request_only", False))
+
+
 def run_all_benchmarks(
     only: Sequence[str] | None = None,
     *,
     on_start: Callable[[BenchTarget], None] | None = None,
 ) -> list[BenchmarkResult]:
-    """Run the selected targets (all by default) one after another and return their results."""
+    """Run the selected targets (the default set when ``only`` is None) one after another."""
     results = []
     for target in select_targets(only):
         if on_start is not None:
