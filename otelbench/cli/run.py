@@ -14,6 +14,7 @@ from otelbench.targets import (
     BenchTarget,
     all_targets,
     format_value,
+    on_request_only,
     run_all_benchmarks,
     select_targets,
     write_results,
@@ -48,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the selected targets, write the results, print a table; return the exit code."""
     if args.list:
         for target in all_targets():
-            print(f"{target.id}\t{getattr(target, 'description', '')}")
+            note = " (only with --only)" if on_request_only(target) else ""
+            print(f"{target.id}\t{getattr(target, 'description', '')}{note}")
         return 0
     only: Sequence[str] | None = args.only
     select_targets(only)  # unknown ids fail now (UsageError), before any long work starts

@@ -232,3 +232,12 @@ def test_cli_unknown_target_exits_2_with_one_line(capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "nosuch" in err
+
+
+def test_heavy_targets_run_only_when_named() -> None:
+    from otelbench.targets import on_request_only, select_targets
+
+    heavy = {t.id for t in all_targets() if on_request_only(t)}
+    assert heavy == {"overhead-instructions", "harness-peers"}
+    assert heavy.isdisjoint(t.id for t in select_targets(None))
+    assert [t.id for t in select_targets(["harness-peers"])] == ["harness-peers"]
