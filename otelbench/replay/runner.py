@@ -9,6 +9,9 @@ each followed by a metrics collection. Every request, warm-up included, is kept 
 Ctrl-C (SIGINT) during the load stops sending at once, lets requests in flight finish for
 ``drain_timeout`` seconds (a second Ctrl-C cancels them now) and returns what was gathered
 with ``interrupted=True``; targets not yet started are skipped.
+
+With ``workers`` > 1, :mod:`otelbench.replay.workers` runs the same phases on several processes
+(each a :class:`WorkerSlot` of this runner) and merges their metrics.
 """
 
 from __future__ import annotations
