@@ -300,7 +300,9 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
 
 
 def _check_workers(workers: int, concurrency: int, rate: float | None, requests: int | None) -> None:
-    from otelbench.replay.workers import MAX_WORKERS
+    if workers == 1:
+        return
+    from otelbench.replay.workers import MAX_WORKERS  # imports the runner: only when needed
 
     if workers > MAX_WORKERS:
         raise UsageError(f"--workers {workers} is more than {MAX_WORKERS}")
