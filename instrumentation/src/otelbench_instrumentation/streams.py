@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 ChunkHandler = Callable[[LLMRecorder, Any], None]
 
 
+def end_abandoned(proxy: Any) -> None:
+    """``__del__`` of our proxies: a proxy collected before its recording ended ends it."""
+    recorder = getattr(proxy, "_self_recorder", None)
+    if recorder is not None and not recorder.ended:
+        recorder.end(closed_early=True)
+
+
 def _sync_step(
     next_chunk: Callable[[], Any], recorder: LLMRecorder, on_chunk: ChunkHandler
 ) -> Callable[[], Any]:
@@ -158,10 +165,8 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
         finally:
             self._self_recorder.end(closed_early=True)
 
-    def __del__(self) -> None:
-        recorder = getattr(self, "_self_recorder", None)
-        if recorder is not None and not recorder.ended:
-            recorder.end(closed_early=True)
+    # An abandoned stream (e.g. `break` out of a loop, then collected) ends its span.
+    __del__ = end_abandoned
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
@@ -204,28 +209,14 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
 
     def close(self) -> Any:
         """Close the SDK stream (sync or async ``close``) and end the span."""
-        return self._close_with(self.__wrapped__.close)
+        return close_then_end(self.__wrapped__.close, self._self_recorder)
 
     def aclose(self) -> Any:
         """Close an async-generator stream and end the span."""
-        return self._close_with(self.__wrapped__.aclose)
+        return close_then_end(self.__wrapped__.aclose, self._self_recorder)
 
-    def _close_with(self, closer: Callable[[], Any]) -> Any:
-        recorder = self._self_recorder
-        try:
-            result = closer()
-        except BaseException:
-            recorder.end(closed_early=True)
-            raise
-        if inspect.isawaitable(result):
-            return await_then_end(result, recorder)
-        recorder.end(closed_early=True)
-        return result
-
-    def __del__(self) -> None:
-        recorder = getattr(self, "_self_recorder", None)
-        if recorder is not None and not recorder.ended:
-            recorder.end(closed_early=True)
+    # An abandoned stream (e.g. `break` out of a loop, then collected) ends its span.
+    __del__ = end_abandoned
 
 
 _sync_step_slot: Callable[[SyncStreamProxy], Callable[[], Any] | None] = vars(SyncStreamProxy)[
@@ -236,8 +227,21 @@ _async_step_slot: Callable[[AsyncStreamProxy], Callable[[], Awaitable[Any]] | No
 ].__get__
 
 
-async def await_then_end(awaitable: Awaitable[Any], recorder: LLMRecorder) -> Any:
-    """Await ``awaitable`` (an async ``close()``), then end the recording as closed early."""
+def close_then_end(closer: Callable[[], Any], recorder: LLMRecorder) -> Any:
+    """Call ``closer`` (a sync or async ``close``) and end the recording as closed early: at once,
+    or once the returned awaitable has been awaited; also when ``closer`` raises."""
+    try:
+        result = closer()
+    except BaseException:
+        recorder.end(closed_early=True)
+        raise
+    if inspect.isawaitable(result):
+        return _await_then_end(result, recorder)
+    recorder.end(closed_early=True)
+    return result
+
+
+async def _await_then_end(awaitable: Awaitable[Any], recorder: LLMRecorder) -> Any:
     try:
         return await awaitable
     finally:

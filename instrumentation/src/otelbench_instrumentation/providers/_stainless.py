@@ -20,7 +20,7 @@ import wrapt
 
 from .._patching import Patch, Wrapper
 from ..recorder import LLMRecorder
-from ..streams import await_then_end
+from ..streams import close_then_end, end_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +70,9 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
 
     def close(self) -> Any:
         """Close the HTTP response (sync or async) and end the span if still open."""
-        recorder = self._self_recorder
-        try:
-            result = self.__wrapped__.close()
-        except BaseException:
-            recorder.end(closed_early=True)
-            raise
-        if inspect.isawaitable(result):
-            return await_then_end(result, recorder)
-        recorder.end(closed_early=True)
-        return result
+        return close_then_end(self.__wrapped__.close, self._self_recorder)
 
-    def __del__(self) -> None:
-        recorder = getattr(self, "_self_recorder", None)
-        if recorder is not None and not recorder.ended:
-            recorder.end(closed_early=True)
+    __del__ = end_abandoned
 
 
 #: (status code, error.type) of the attempt that failed, from the response (None if none).
