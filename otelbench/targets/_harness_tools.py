@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -465,10 +466,11 @@ PEERS: tuple[Tool, ...] = (
 )
 
 
-def find_python(minimum: tuple[int, int]) -> str | None:
-    """An interpreter of at least ``minimum``: this one, one on PATH, a pyenv one, or uv's."""
+def find_python(minimum: tuple[int, int]) -> tuple[str, str] | None:
+    """(path, version) of an interpreter of at least ``minimum``: this one, one on PATH, a pyenv
+    one, or uv's."""
     if sys.version_info[:2] >= minimum:
-        return getattr(sys, "_base_executable", sys.executable)
+        return getattr(sys, "_base_executable", sys.executable), platform.python_version()
     candidates: list[str] = []
     for minor in range(minimum[1], minimum[1] + 4):
         found = shutil.which(f"python{minimum[0]}.{minor}")
@@ -494,7 +496,7 @@ def find_python(minimum: tuple[int, int]) -> str | None:
     for candidate in candidates:
         try:
             done = subprocess.run(
-                [candidate, "-c", "import sys; print(sys.version_info[0], sys.version_info[1])"],
+                [candidate, "-c", "import platform; print(platform.python_version())"],
                 capture_output=True,
                 text=True,
                 timeout=30,
@@ -502,9 +504,11 @@ def find_python(minimum: tuple[int, int]) -> str | None:
             )
         except (OSError, subprocess.TimeoutExpired):
             continue
-        parts = done.stdout.split()
-        if done.returncode == 0 and len(parts) == 2 and (int(parts[0]), int(parts[1])) >= minimum:
-            return candidate
+        version = done.stdout.strip()
+        parts = version.split(".")
+        numeric = done.returncode == 0 and len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit()
+        if numeric and (int(parts[0]), int(parts[1])) >= minimum:
+            return candidate, version
     return None
 
 

@@ -328,13 +328,13 @@ class HarnessPeersTarget:
                 elif tool is OURS_WORKERS and not replay_offers_workers(project_bin):
                     state.status = "not available: this otelbench replay has no --workers option"
                 continue
-            python = find_python(tool.min_python)
-            if python is None:
+            found = find_python(tool.min_python)
+            if found is None:
                 state.status = (
                     f"not installable: needs Python >= {tool.min_python[0]}.{tool.min_python[1]}, none found"
                 )
                 continue
-            version = _python_version(python)
+            python, version = found
             pins = Pins(requirements=list(tool.requirements), constraints=[], overrides=[], python=version)
             state.pins = asdict(pins)
             path = harness_dir() / f"{tool.name}-{pins.digest()}"
@@ -491,20 +491,6 @@ def _children_cpu_s() -> float:
     """User + system CPU of the reaped child processes (a tool's tree once its leader is reaped)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def _python_version(python: str) -> str:
-    try:
-        done = subprocess.run(
-            [python, "-c", "import platform; print(platform.python_version())"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        return done.stdout.strip() or "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def _versions(python: Path) -> dict[str, str]:
