@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ._harness_truth import Stat
+from .peers import env_without_telemetry_settings
 
 # Offline and quiet: nothing of the tools may reach beyond 127.0.0.1 (the hub, usage statistics).
 _QUIET_ENV = {
@@ -95,11 +96,7 @@ class Tool:
 
     def environment(self) -> dict[str, str]:
         """The tool process's environment: ours minus OTel and virtualenv settings, plus quiet/offline."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_")) and k not in _DROPPED_ENV
-        }
+        env = {k: v for k, v in env_without_telemetry_settings().items() if k not in _DROPPED_ENV}
         env.update(_QUIET_ENV)
         if self.offline_hub:
             env["HF_HUB_OFFLINE"] = "1"

@@ -67,7 +67,7 @@ from ._harness_tools import (
     write_tokenizer,
 )
 from ._harness_truth import Stat, Truth, ground_truth
-from .peers import Pins, _tail, build_venv
+from .peers import Pins, _tail, build_venv, machine_load
 
 TARGET_ID = "harness-peers"
 ALL_TOOLS = (OURS.name, OURS_WORKERS.name, *(t.name for t in PEERS))
@@ -304,11 +304,7 @@ class HarnessPeersTarget:
             "skipped_runs": skipped,
             "setup_seconds": round(setup_s, 1),
             "elapsed_seconds": round(time.monotonic() - started, 1),
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "loadavg_before": [round(x, 2) for x in load_before],
-                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": machine_load(load_before),
         }
         details["note"] = self.table(outcomes, states)
         return BenchmarkResult(TARGET_ID, metrics, timestamp, details=details)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import BenchmarkError, BenchmarkResult, utc_now_iso
-from .peers import _PRICING, VARIANTS, ensure_venv, peers_dir, pins_for
+from .peers import _PRICING, VARIANTS, ensure_venv, env_without_telemetry_settings, peers_dir, pins_for
 
 TARGET_ID = "overhead-instructions"
 _WORKER = Path(__file__).with_name("_instr_worker.py")
@@ -133,7 +132,7 @@ class InstructionsTarget:
             str(python), "-I", str(_WORKER), "--variant", run.name, "--calls", str(cfg.calls),
             "--streams", str(cfg.streams), "--chunks", str(cfg.chunks), "--pricing", str(pricing),
         ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+        env = env_without_telemetry_settings()
         env["PYTHONHASHSEED"] = "0"  # dict and set layouts, hence instruction counts, repeat
         started = time.monotonic()
         try:

@@ -276,6 +276,21 @@ def build_venv(path: Path, pins: Pins, timeout_s: float, base_python: str | None
 
 
 # --- worker processes -------------------------------------------------------------------------
+def env_without_telemetry_settings() -> dict[str, str]:
+    """This process's environment minus OTEL_*, TRACELOOP_* and OPENLIT_* settings, so that none
+    inherited from the caller changes one variant or tool and not the others."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+
+
+def machine_load(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """Cores and load average before and after a comparison run (for its ``details``)."""
+    return {
+        "cpu_count": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 class WorkerFailed(Exception):
     """A worker process died, timed out or answered nonsense."""
 
@@ -284,7 +299,7 @@ class WorkerProcess:
     """One variant's ``_peer_worker.py`` process and its line protocol."""
 
     def __init__(self, name: str, python: Path, chunks: int, pricing: Path, log: IO[str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENLIT_"))}
+        env = env_without_telemetry_settings()
         env.update(_WORKER_ENV)
         self.name = name
         self.log = log
@@ -430,11 +445,7 @@ class PeersOverheadTarget:
             "variants": {name: asdict(state) for name, state in states.items()},
             "per_round_us": rounded(rounds.per_op_us),
             "samples": samples,
-            "machine": {
-                "cpu_count": os.cpu_count(),
-                "loadavg_before": [round(x, 2) for x in load_before],
-                "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            },
+            "machine": machine_load(load_before),
         }
         details["note"] = self.table(metrics, states)
         return BenchmarkResult(TARGET_ID, metrics, timestamp, details=details)
