@@ -155,7 +155,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-stream", dest="stream", action="store_false", help="non-streaming requests (no TTFT)"
     )
     load.add_argument(
-        "--max-retries", type=_non_negative_int, default=2, help="SDK retries per request (default 2)"
+        "--client",
+        choices=("sdk", "http"),
+        default="sdk",
+        help="sdk: each provider's official SDK (default); http: a lean HTTP client with no SDK, "
+        "for high concurrency (openai, anthropic, ollama; no retries)",
+    )
+    load.add_argument(
+        "--max-retries", type=_non_negative_int, default=None, help="SDK retries per request (default 2)"
     )
     load.add_argument(
         "--timeout", type=_positive_float, default=600.0, help="SDK timeout per request in seconds"
@@ -229,7 +236,8 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     if not args.target:
         if args.base_url:
             raise UsageError("--base-url needs a --target to apply to")
-        return default_mock_targets()
+        # The lean client has no Bedrock (SigV4) support: its defaults are the other three.
+        return [t for t in default_mock_targets() if args.client == "sdk" or t.scheme != "bedrock"]
     targets = [parse_target(spec, os.environ, args.base_url) for spec in args.target]
     seen: set[tuple[str, str, str | None]] = set()
     for t in targets:
@@ -252,6 +260,7 @@ def _dataset(args: argparse.Namespace) -> Dataset:
 def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], PriceTable]:
     """Validate every option and build the run's configuration (UsageError on bad input)."""
     targets = _targets(args)
+    _check_client(args, targets)
     slos = [parse_slo(s) for s in args.slo]
     prices = load_prices(args.pricing) if args.pricing else PriceTable()
     dataset = _dataset(args)
@@ -287,7 +296,12 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
             arrival=args.arrival,
             warmup=args.warmup,
         ),
-        client=ClientOptions(stream=args.stream, max_retries=args.max_retries, timeout=args.timeout),
+        client=ClientOptions(
+            stream=args.stream,
+            max_retries=2 if args.max_retries is None else args.max_retries,
+            timeout=args.timeout,
+            kind=args.client,
+        ),
         nonce=args.nonce,
         parallel=args.parallel,
         drain_timeout=args.drain_timeout,
@@ -297,6 +311,19 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
         workers=args.workers,
     )
     return config, slos, prices
+
+
+def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:
+    if args.client != "http":
+        return
+    if args.max_retries:
+        raise UsageError(f"--max-retries {args.max_retries}: --client http does not retry (use --client sdk)")
+    for target in targets:
+        if target.scheme == "bedrock":
+            raise UsageError(
+                f"--target {target.id}: --client http speaks openai, anthropic and ollama, not bedrock "
+                "(SigV4-signed; use --client sdk)"
+            )
 
 
 def _check_workers(workers: int, concurrency: int, rate: float | None, requests: int | None) -> None:

@@ -92,6 +92,8 @@ class ClientOptions:
 
     connections: int = 100
     stream: bool = True
+    #: "sdk": the provider's official SDK; "http": the lean HTTP client (lean.py), no SDK.
+    kind: str = "sdk"
     max_retries: int = 2
     timeout: float = 600.0
     #: Request options (temperature, num_ctx, ...); each adapter sends those its SDK accepts.
@@ -103,8 +105,17 @@ class ClientOptions:
         return max(1, math.ceil(self.connections / POOL_SIZE))
 
 
-def make_adapter(target: Target, options: ClientOptions) -> Adapter:
-    """The adapter for ``target``'s SDK."""
+def make_adapter(
+    target: Target, options: ClientOptions, tracer_provider: Any = None, meter_provider: Any = None
+) -> Adapter:
+    """The adapter for ``target``'s SDK (or, with ``options.kind == "http"``, its lean client,
+    which records through ``tracer_provider`` / ``meter_provider`` itself)."""
+    if options.kind == "http":
+        from .lean import LEAN_ADAPTERS
+
+        if target.scheme not in LEAN_ADAPTERS:
+            raise ValueError(f"the http client does not speak {target.scheme}")
+        return LEAN_ADAPTERS[target.scheme](target, options, tracer_provider, meter_provider)
     if target.scheme == "openai":
         return OpenAIAdapter(target, options)
     if target.scheme == "anthropic":
@@ -117,6 +128,132 @@ def make_adapter(target: Target, options: ClientOptions) -> Adapter:
 def _json_schema(tool: Any) -> dict[str, Any]:
     params = tool.get("parameters")
     return dict(params) if isinstance(params, dict) else {"type": "object", "properties": {}}
+
+
+def _function_tools(prompt: Prompt) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t["name"],
+                "description": t.get("description", ""),
+                "parameters": _json_schema(t),
+            },
+        }
+        for t in prompt.tools
+    ]
+
+
+# The request bodies and the per-item reading are shared with the lean client (lean.py): the
+# SDKs' models and its decoded JSON have the same field names.
+def openai_request(prompt: Prompt, model: str, max_key: str, extra: Options) -> dict[str, Any]:
+    """Chat Completions arguments (= JSON body) for ``prompt``, without the stream settings."""
+    kwargs: dict[str, Any] = {"model": model, "messages": list(prompt.messages), **extra}
+    if prompt.max_tokens:
+        kwargs[max_key] = prompt.max_tokens
+    if prompt.tools:
+        kwargs["tools"] = _function_tools(prompt)
+    return kwargs
+
+
+def observe_openai_completion(obs: Observation, response: Any) -> None:
+    """A whole (non-streamed) ``ChatCompletion`` arrived now."""
+    obs.chunk()  # the whole body arrived at once
+    obs.done()
+    if response.usage:
+        obs.input_tokens = response.usage.prompt_tokens
+        obs.output_tokens = response.usage.completion_tokens
+    if response.choices:
+        obs.finish_reason = response.choices[0].finish_reason
+
+
+def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
+    """One ``ChatCompletionChunk`` arrived now."""
+    obs.seen()
+    for choice in chunk.choices:
+        delta = choice.delta
+        if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
+            obs.chunk()
+        if choice.finish_reason:
+            obs.finish_reason = choice.finish_reason
+    if chunk.usage:
+        obs.input_tokens = chunk.usage.prompt_tokens
+        obs.output_tokens = chunk.usage.completion_tokens
+
+
+def anthropic_request(prompt: Prompt, model: str, extra: Options) -> dict[str, Any]:
+    """Messages API arguments (= JSON body) for ``prompt``, without ``stream``."""
+    system = "\n\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "max_tokens": prompt.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": [m for m in prompt.messages if m["role"] != "system"],
+        **extra,
+    }
+    if system:
+        kwargs["system"] = system
+    if prompt.tools:
+        kwargs["tools"] = [
+            {"name": t["name"], "description": t.get("description", ""), "input_schema": _json_schema(t)}
+            for t in prompt.tools
+        ]
+    return kwargs
+
+
+def observe_anthropic_message(obs: Observation, message: Any) -> None:
+    """A whole (non-streamed) ``Message`` arrived now."""
+    obs.chunk()
+    obs.done()
+    obs.input_tokens = message.usage.input_tokens
+    obs.output_tokens = message.usage.output_tokens
+    obs.finish_reason = message.stop_reason
+
+
+def observe_anthropic_event(obs: Observation, event: Any) -> None:
+    """One stream event arrived now."""
+    obs.seen()
+    kind = event.type
+    if kind == "content_block_delta":
+        obs.chunk()
+    elif kind == "message_start":
+        obs.input_tokens = event.message.usage.input_tokens
+    elif kind == "message_delta":
+        obs.output_tokens = event.usage.output_tokens
+        obs.finish_reason = event.delta.stop_reason
+
+
+def ollama_request(prompt: Prompt, model: str, extra: Options) -> dict[str, Any]:
+    """``/api/chat`` arguments (= JSON body) for ``prompt``, without ``stream``."""
+    kwargs: dict[str, Any] = {"model": model, "messages": list(prompt.messages)}
+    options = dict(extra)
+    if prompt.max_tokens:
+        options["num_predict"] = prompt.max_tokens
+    if options:
+        kwargs["options"] = options
+    if prompt.tools:
+        kwargs["tools"] = _function_tools(prompt)
+    return kwargs
+
+
+def observe_ollama_final(obs: Observation, response: Any) -> None:
+    """A whole (non-streamed) chat response arrived now."""
+    obs.chunk()
+    obs.done()
+    obs.input_tokens = response.prompt_eval_count
+    obs.output_tokens = response.eval_count
+    obs.finish_reason = response.done_reason
+
+
+def observe_ollama_part(obs: Observation, part: Any) -> None:
+    """One streamed record arrived now."""
+    obs.seen()
+    message = part.message
+    if message.content or message.tool_calls or message.thinking:
+        obs.chunk()
+    if part.done:
+        obs.input_tokens = part.prompt_eval_count
+        obs.output_tokens = part.eval_count
+        obs.finish_reason = part.done_reason
 
 
 class OpenAIAdapter:
@@ -156,46 +293,16 @@ class OpenAIAdapter:
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages), **self.extra}
-        if prompt.max_tokens:
-            kwargs[self.max_key] = prompt.max_tokens
-        if prompt.tools:
-            kwargs["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t["name"],
-                        "description": t.get("description", ""),
-                        "parameters": _json_schema(t),
-                    },
-                }
-                for t in prompt.tools
-            ]
+        kwargs = openai_request(prompt, self.model, self.max_key, self.extra)
         completions = next(self.completions)
         obs.send()
         if not self.stream:
-            response = await completions.create(**kwargs)
-            obs.chunk()  # the whole body arrived at once
-            obs.done()
-            if response.usage:
-                obs.input_tokens = response.usage.prompt_tokens
-                obs.output_tokens = response.usage.completion_tokens
-            if response.choices:
-                obs.finish_reason = response.choices[0].finish_reason
+            observe_openai_completion(obs, await completions.create(**kwargs))
             return
         stream = await completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
         try:
             async for chunk in stream:
-                obs.seen()
-                for choice in chunk.choices:
-                    delta = choice.delta
-                    if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
-                        obs.chunk()
-                    if choice.finish_reason:
-                        obs.finish_reason = choice.finish_reason
-                if chunk.usage:
-                    obs.input_tokens = chunk.usage.prompt_tokens
-                    obs.output_tokens = chunk.usage.completion_tokens
+                observe_openai_chunk(obs, chunk)
         finally:
             await stream.close()  # frees the connection when cancelled mid-stream
 
@@ -241,42 +348,16 @@ class AnthropicAdapter:
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        system = "\n\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
-        kwargs: dict[str, Any] = {
-            "model": self.model,
-            "max_tokens": prompt.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [m for m in prompt.messages if m["role"] != "system"],
-            **self.extra,
-        }
-        if system:
-            kwargs["system"] = system
-        if prompt.tools:
-            kwargs["tools"] = [
-                {"name": t["name"], "description": t.get("description", ""), "input_schema": _json_schema(t)}
-                for t in prompt.tools
-            ]
+        kwargs = anthropic_request(prompt, self.model, self.extra)
         messages = next(self.messages)
         obs.send()
         if not self.stream:
-            message = await messages.create(**kwargs)
-            obs.chunk()
-            obs.done()
-            obs.input_tokens = message.usage.input_tokens
-            obs.output_tokens = message.usage.output_tokens
-            obs.finish_reason = message.stop_reason
+            observe_anthropic_message(obs, await messages.create(**kwargs))
             return
         stream = await messages.create(**kwargs, stream=True)
         try:
             async for event in stream:
-                obs.seen()
-                kind = event.type
-                if kind == "content_block_delta":
-                    obs.chunk()
-                elif kind == "message_start":
-                    obs.input_tokens = event.message.usage.input_tokens
-                elif kind == "message_delta":
-                    obs.output_tokens = event.usage.output_tokens
-                    obs.finish_reason = event.delta.stop_reason
+                observe_anthropic_event(obs, event)
         finally:
             await stream.close()
 
@@ -322,45 +403,16 @@ class OllamaAdapter:
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        kwargs: dict[str, Any] = {"model": self.model, "messages": list(prompt.messages)}
-        extra = dict(self.extra)
-        if prompt.max_tokens:
-            extra["num_predict"] = prompt.max_tokens
-        if extra:
-            kwargs["options"] = extra
-        if prompt.tools:
-            kwargs["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t["name"],
-                        "description": t.get("description", ""),
-                        "parameters": _json_schema(t),
-                    },
-                }
-                for t in prompt.tools
-            ]
+        kwargs = ollama_request(prompt, self.model, self.extra)
         client = next(self._next)
         obs.send()
         if not self.stream:
-            response = await client.chat(**kwargs, stream=False)
-            obs.chunk()
-            obs.done()
-            obs.input_tokens = response.prompt_eval_count
-            obs.output_tokens = response.eval_count
-            obs.finish_reason = response.done_reason
+            observe_ollama_final(obs, await client.chat(**kwargs, stream=False))
             return
         parts = await client.chat(**kwargs, stream=True)
         try:
             async for part in parts:
-                obs.seen()
-                message = part.message
-                if message.content or message.tool_calls or message.thinking:
-                    obs.chunk()
-                if part.done:
-                    obs.input_tokens = part.prompt_eval_count
-                    obs.output_tokens = part.eval_count
-                    obs.finish_reason = part.done_reason
+                observe_ollama_part(obs, part)
         finally:
             # An async generator (behind the instrumentation's proxy): close it if cut short.
             closer = getattr(parts, "aclose", None)

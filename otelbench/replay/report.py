@@ -367,6 +367,7 @@ def to_results(
                 "duration_s": load.limits.duration,
                 "warmup": load.warmup,
                 "stream": config.client.stream,
+                "client": config.client.kind,
                 "nonce": config.nonce,
                 "parallel_targets": config.parallel,
                 "workers": config.workers,

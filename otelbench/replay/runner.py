@@ -377,7 +377,12 @@ class _Runner:
             connections = self.slot.share(load.concurrency) if load.rate is None else 1000 // self.slot.count
             options = replace(self.config.client, connections=max(connections, 10))
             for i, run in enumerate(self.runs):
-                self.adapters[i] = make_adapter(run.target, options)
+                self.adapters[i] = make_adapter(
+                    run.target,
+                    options,
+                    self.telemetry.tracer_provider,
+                    self.telemetry.instrumented_meter_provider,
+                )
             monitor = asyncio.create_task(self.lag.watch())
             self.rss_before = current_rss_mib()
             try:

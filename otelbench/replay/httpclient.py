@@ -1,0 +1,444 @@
+"""A small HTTP/1.1 client on asyncio protocols, for ``replay --client http``.
+
+An SDK spends milliseconds of CPU per streamed request (typed objects per chunk, request
+transforms, a general-purpose HTTP stack), so at high concurrency a replay through it measures
+its own event loop as much as the server. This client does only what a benchmark needs: POST a
+pre-built JSON body on a keep-alive connection, read the status and headers, de-chunk the body
+and split it into SSE events or NDJSON lines as the bytes arrive. Everything else (JSON decoding,
+telemetry) is the caller's.
+
+Supported: ``http`` and ``https`` (default SSL context), ``Content-Length`` and ``chunked``
+bodies, keep-alive with ``Connection: close`` honoured, a per-request deadline. Not supported:
+proxies, redirects, compression (none is asked for), HTTP/2, request bodies that are not bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+#: Largest status line + headers accepted.
+MAX_HEAD = 64 * 1024
+#: At most this much of an error body is kept for the message.
+MAX_ERROR_BODY = 4096
+
+
+class HTTPConnectError(ConnectionError):
+    """The endpoint could not be reached (refused, unresolvable, TLS handshake failed)."""
+
+
+class HTTPProtocolError(ConnectionError):
+    """The server broke the protocol or the connection before the response was complete."""
+
+
+class HTTPTimeout(TimeoutError):
+    """The request did not complete before its deadline."""
+
+
+class HTTPStatusError(Exception):
+    """A complete response whose status is not 2xx."""
+
+    def __init__(self, status_code: int, body: bytes) -> None:
+        text = body[:200].decode("utf-8", "replace").strip()
+        super().__init__(f"HTTP {status_code}" + (f": {text}" if text else ""))
+        self.status_code = status_code
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go: scheme, host, port and the path prefix of a base URL."""
+
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        """``url`` (``http[s]://host[:port][/prefix]``) split up; user info and query are ignored."""
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+    @property
+    def authority(self) -> str:
+        """The Host header's value."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; parses one response at a time as its bytes arrive."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.open = False
+        self.reused = False
+        self._head = bytearray()
+        self._raw = bytearray()  # chunked framing not yet decoded
+        self._body = bytearray()  # decoded body not yet split into events
+        self._events: deque[bytes] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._sep: bytes | None = None
+        self.begin(None)
+
+    # -- per request -----------------------------------------------------------------------
+    def begin(self, sep: bytes | None) -> None:
+        """Forget the previous response; split the next body on ``sep`` (None: keep it whole)."""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.got_bytes = False
+        self.complete = False
+        self.error: BaseException | None = None
+        self.keep_alive = True
+        self._chunked = False
+        self._remaining = -1  # Content-Length left, or the current chunk's bytes left
+        self._until_close = False
+        self._head.clear()
+        self._raw.clear()
+        self._body.clear()
+        self._events.clear()
+        self._sep = sep
+
+    def arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Fail the request with :class:`HTTPTimeout` at ``deadline`` (``loop.time()``)."""
+        self._timer = loop.call_at(deadline, self._timed_out)
+
+    def disarm(self) -> None:
+        """Cancel the deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(HTTPTimeout("no complete response before the deadline"))
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now (a response cut short cannot be reused)."""
+        self.open = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.open = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self._until_close and not self.complete:
+            self._finish_body()
+        elif not self.complete:
+            self._fail(
+                HTTPProtocolError(f"connection closed before the response was complete ({exc or 'EOF'})")
+            )
+        self.disarm()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: connection_lost follows
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.complete or self.error is not None:
+            return  # bytes after a complete response: the connection is not reused (see release)
+        if not self.status:
+            head = self._head
+            head += data
+            end = head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(head) > MAX_HEAD:
+                    self._fail(HTTPProtocolError("response head larger than 64 KiB"))
+                    self.abort()
+                return
+            try:
+                self._parse_head(bytes(head[:end]))
+            except (ValueError, UnicodeDecodeError) as exc:
+                self._fail(HTTPProtocolError(f"malformed response head: {exc}"))
+                self.abort()
+                return
+            data = bytes(head[end + 4 :])
+            head.clear()
+        if self._chunked:
+            self._dechunk(data)
+        elif self._until_close:
+            self._body += data
+        else:
+            self._body += data
+            self._remaining -= len(data)
+            if self._remaining <= 0:
+                self._finish_body()
+        if not self.complete and self._sep is not None and self._body:
+            self._split()
+        self._wake()
+
+    # -- parsing ---------------------------------------------------------------------------
+    def _parse_head(self, head: bytes) -> None:
+        lines = head.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        if not version.startswith("HTTP/1."):
+            raise ValueError(f"status line {lines[0][:80]!r}")
+        self.status = int(rest[:3])
+        headers = self.headers
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        self.keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self._chunked = True
+            self._remaining = -1
+        elif "content-length" in headers:
+            self._remaining = int(headers["content-length"])
+            if self._remaining == 0:
+                self._finish_body()
+        elif self.status in (204, 304) or 100 <= self.status < 200:
+            self._finish_body()
+        else:
+            self._until_close = True
+            self.keep_alive = False
+
+    def _dechunk(self, data: bytes) -> None:
+        raw = self._raw
+        if raw:
+            raw += data
+            buf: bytes | bytearray = raw
+        else:
+            buf = data
+        pos, size, body = 0, len(buf), self._body
+        while pos < size:
+            remaining = self._remaining
+            if remaining > 0:  # inside a chunk's data
+                take = min(remaining, size - pos)
+                body += buf[pos : pos + take]
+                pos += take
+                self._remaining = remaining - take
+                if self._remaining == 0:
+                    self._remaining = -2  # its CRLF comes next
+                continue
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            if remaining == -2:  # the CRLF after a chunk's data
+                if end != pos:
+                    self._fail(HTTPProtocolError("chunk data longer than its size"))
+                    self.abort()
+                    return
+                pos = end + 2
+                self._remaining = -1
+                continue
+            if remaining == -3:  # trailer lines, ended by an empty one
+                if end == pos:
+                    self._finish_body()
+                    return
+                pos = end + 2
+                continue
+            line = bytes(buf[pos:end]).split(b";", 1)[0].strip()
+            try:
+                chunk = int(line, 16)
+            except ValueError:
+                self._fail(HTTPProtocolError(f"bad chunk size {line[:20]!r}"))
+                self.abort()
+                return
+            pos = end + 2
+            self._remaining = chunk if chunk else -3
+        if pos >= size:
+            raw.clear()
+        else:
+            rest = bytes(buf[pos:])
+            raw.clear()
+            raw += rest
+
+    def _split(self) -> None:
+        body, sep, events = self._body, self._sep, self._events
+        assert sep is not None
+        if b"\r" in body:
+            body[:] = body.replace(b"\r\n", b"\n")
+        start = 0
+        while True:
+            end = body.find(sep, start)
+            if end < 0:
+                break
+            if end > start:
+                events.append(bytes(body[start:end]))
+            start = end + len(sep)
+        if start:
+            del body[:start]
+
+    def _finish_body(self) -> None:
+        if self._sep is not None:
+            self._split()
+            rest = bytes(self._body).strip()
+            if rest:
+                self._events.append(rest)
+            self._body.clear()
+        self.complete = True
+        self.disarm()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None and not self.complete:
+            self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- consumer side ---------------------------------------------------------------------
+    async def wait(self) -> None:
+        """Until more of the response (or its end, or an error) is available."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def next_event(self) -> bytes | None:
+        """The next complete event, or None if none is ready; raises the response's error."""
+        if self._events:
+            return self._events.popleft()
+        if self.error is not None:
+            raise self.error
+        return None
+
+    def take_body(self) -> bytes:
+        """The whole body of a complete response read without a separator."""
+        body = bytes(self._body)
+        self._body.clear()
+        return body
+
+
+class Pool:
+    """Keep-alive connections to one endpoint; one request per connection at a time."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float, extra_headers: dict[str, str]) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._idle: list[_Connection] = []
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if endpoint.scheme == "https" else None
+        )
+        head = [f"Host: {endpoint.authority}", "User-Agent: otelbench", "Content-Type: application/json"]
+        head += [f"{name}: {value}" for name, value in extra_headers.items()]
+        self._head = ("\r\n".join(head) + "\r\n").encode("latin-1")
+        self._closed = False
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        host = self.endpoint.host
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    _Connection,
+                    host,
+                    self.endpoint.port,
+                    ssl=self._ssl,
+                    server_hostname=host if self._ssl is not None else None,
+                ),
+                timeout=min(self.timeout, 60.0),
+            )
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            raise HTTPConnectError(
+                f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc or type(exc).__name__}"
+            ) from exc
+        return conn
+
+    async def post(self, path: str, body: bytes, *, accept: str, sep: bytes | None) -> _Connection:
+        """Send ``body`` to ``path``; return the connection once the response head has arrived.
+
+        The caller reads the events (or the body) and must then :meth:`release` the connection.
+        A reused connection that the server had closed meanwhile is replaced once, transparently.
+        """
+        request = b"".join(
+            (
+                f"POST {self.endpoint.prefix}{path} HTTP/1.1\r\n".encode("latin-1"),
+                self._head,
+                f"Accept: {accept}\r\nContent-Length: {len(body)}\r\n\r\n".encode("latin-1"),
+                body,
+            )
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        for attempt in (0, 1):
+            conn = self._take()
+            if conn is None:
+                conn = await self._connect()
+            conn.begin(sep)
+            conn.arm(loop, deadline)
+            assert conn.transport is not None
+            conn.transport.write(request)
+            try:
+                while not conn.status:
+                    if conn.error is not None:
+                        raise conn.error
+                    await conn.wait()
+            except HTTPProtocolError:
+                conn.disarm()
+                if attempt == 0 and conn.reused and not conn.got_bytes:
+                    continue  # the server closed an idle connection as we reused it
+                raise
+            except BaseException:
+                conn.disarm()
+                conn.abort()
+                raise
+            return conn
+        raise AssertionError("unreachable")
+
+    def _take(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if conn.open:
+                conn.reused = True
+                return conn
+        return None
+
+    def release(self, conn: _Connection) -> None:
+        """Give ``conn`` back: kept if its response was read to the end, dropped otherwise."""
+        conn.disarm()
+        if conn.complete and conn.keep_alive and conn.open and not self._closed and conn.error is None:
+            self._idle.append(conn)
+        else:
+            conn.abort()
+
+    def close(self) -> None:
+        """Close every idle connection (busy ones are closed by their release)."""
+        self._closed = True
+        for conn in self._idle:
+            conn.abort()
+        self._idle.clear()
+
+
+async def read_all(conn: _Connection, limit: int | None = None) -> bytes:
+    """The rest of the body of a response read without a separator."""
+    while not conn.complete:
+        if conn.error is not None:
+            raise conn.error
+        if limit is not None and len(conn._body) >= limit:
+            break
+        await conn.wait()
+    return conn.take_body()
+
+
+__all__ = [
+    "Endpoint",
+    "HTTPConnectError",
+    "HTTPProtocolError",
+    "HTTPStatusError",
+    "HTTPTimeout",
+    "Pool",
+    "read_all",
+]

@@ -1,0 +1,361 @@
+"""``replay --client http``: the providers' wire protocols on a lean HTTP client, no SDK.
+
+Through an SDK, one client process spends milliseconds of CPU per streamed request, so past a
+few dozen requests in flight its own event loop delays what it measures (see docs/harness.md).
+These adapters send the same request bodies as the SDK adapters (shared builders in
+:mod:`adapters`) with :mod:`httpclient`, decode each SSE event or NDJSON line into a light
+attribute view, and hand it to *the same* recording code the SDK instrumentation uses: an
+:class:`~otelbench_instrumentation.recorder.LLMRecorder` and the provider module's extractor
+(content chunks, finish reasons, usage, response id and model). The span, its attributes and
+the histograms are therefore the instrumentation's, and the summary still comes from the
+exported metrics.
+
+What the SDKs do and these do not: retries (a failed request is reported as failed), SDK-side
+validation, proxies, HTTP/2. ``error.type`` of an HTTP error is its status code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from otelbench.datasets import Prompt
+from otelbench_instrumentation import semconv
+from otelbench_instrumentation._config import load_settings
+from otelbench_instrumentation.providers.anthropic import _extract as anthropic_extract
+from otelbench_instrumentation.providers.ollama import _extract as ollama_extract
+from otelbench_instrumentation.providers.openai import _extract as openai_extract
+from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
+
+from .adapters import (
+    ClientOptions,
+    Observation,
+    anthropic_request,
+    observe_anthropic_event,
+    observe_anthropic_message,
+    observe_ollama_final,
+    observe_ollama_part,
+    observe_openai_chunk,
+    observe_openai_completion,
+    ollama_request,
+    openai_request,
+)
+from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
+from .options import options_for
+from .targets import OPENAI_DEFAULT_URL, Target
+
+#: The Messages API version sent to Anthropic (the SDKs send the same).
+ANTHROPIC_VERSION = "2023-06-01"
+_SSE = b"\n\n"
+_NDJSON = b"\n"
+
+
+class _Wire:
+    """Attribute access over a decoded JSON object; absent fields read as None, as on SDK models."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self._fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        return self._fields.get(name)
+
+
+def decode(data: bytes | str) -> Any:
+    """JSON with every object readable by attribute (what the extractors and observers expect)."""
+    return json.loads(data, object_hook=_Wire)
+
+
+def sse_data(event: bytes) -> bytes | None:
+    """The ``data`` of one SSE event (its lines joined), None for a comment-only event."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].strip()
+    lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+class StreamError(Exception):
+    """The server reported an error inside a stream (an SSE ``error`` event or an error record)."""
+
+
+class LeanAdapter:
+    """Shared request flow; subclasses name the path, headers, body and readers of one API."""
+
+    provider = ""
+    path = ""
+    sep = _SSE
+
+    def __init__(
+        self,
+        target: Target,
+        options: ClientOptions,
+        tracer_provider: TracerProvider | None,
+        meter_provider: MeterProvider | None,
+    ) -> None:
+        self.endpoint = Endpoint.parse(target.endpoint)
+        self.model = target.model
+        self.stream = options.stream
+        self.extra = options_for(target.scheme, options.request)
+        self.pool = Pool(self.endpoint, options.timeout, self.headers(target))
+        host, port = target.host_port
+        self.server_address, self.server_port = host, port
+        # The replay's settings for the SDK instrumentation too (instrumented() in telemetry.py).
+        self.telemetry = Telemetry(tracer_provider, meter_provider, load_settings(False, "each"))
+
+    # -- per API -----------------------------------------------------------------------------
+    def headers(self, target: Target) -> dict[str, str]:
+        """Headers of every request (credentials included; never logged)."""
+        return {}
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """The JSON request body."""
+        raise NotImplementedError
+
+    def request_attributes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The span's request attributes, as the SDK instrumentation would set them."""
+        return {}
+
+    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+        """A reader for one stream's events: records one, returns True at the final one."""
+        raise NotImplementedError
+
+    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
+        """Record a whole (non-streamed) response."""
+        raise NotImplementedError
+
+    # -- the flow ----------------------------------------------------------------------------
+    async def request(self, prompt: Prompt, obs: Observation) -> None:
+        """See :class:`~otelbench.replay.adapters.Adapter`."""
+        body = self.body(prompt)
+        if self.stream:
+            body["stream"] = True
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        recorder = self.telemetry.start_llm(
+            operation=semconv.OP_CHAT,
+            provider=self.provider,
+            request_model=self.model,
+            server_address=self.server_address,
+            server_port=self.server_port,
+            streaming=self.stream,
+            request_attributes=self.request_attributes(body),
+        )
+        if recorder is not None:
+            recorder.deactivate()  # nothing below opens spans; the tee finds the request span
+        try:
+            await self._exchange(payload, recorder, obs)
+        except HTTPStatusError as exc:
+            if recorder is not None:
+                recorder.fail(exc, str(exc.status_code))
+            raise
+        except BaseException as exc:
+            if recorder is not None:
+                recorder.fail(exc)
+            raise
+        if recorder is not None:
+            recorder.end()
+
+    async def _exchange(self, payload: bytes, recorder: LLMRecorder | None, obs: Observation) -> None:
+        pool = self.pool
+        obs.send()
+        conn = await pool.post(
+            self.path,
+            payload,
+            accept="text/event-stream" if self.stream and self.sep == _SSE else "application/json",
+            sep=self.sep if self.stream else None,
+        )
+        try:
+            if not 200 <= conn.status < 300:
+                raise HTTPStatusError(conn.status, await read_all(conn, limit=4096))
+            record = _NULL_RECORDER if recorder is None else recorder
+            if not self.stream:
+                self.read_whole(record, obs, await read_all(conn))
+                return
+            read = self.stream_reader()
+            while True:
+                event = conn.next_event()
+                if event is None:
+                    if conn.complete:
+                        return
+                    await conn.wait()
+                    continue
+                if read(record, obs, event):
+                    return
+        finally:
+            pool.release(conn)
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        """See :class:`~otelbench.replay.adapters.Adapter`."""
+        return isinstance(exc, HTTPConnectError)
+
+    async def aclose(self) -> None:
+        """See :class:`~otelbench.replay.adapters.Adapter`."""
+        self.pool.close()
+
+
+class OpenAILean(LeanAdapter):
+    """``POST /chat/completions`` (OpenAI and OpenAI-compatible servers), SSE."""
+
+    provider = "openai"
+    path = "/chat/completions"
+
+    def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
+        super().__init__(target, options, *providers)
+        official = self.endpoint == Endpoint.parse(OPENAI_DEFAULT_URL)
+        self.max_key = "max_completion_tokens" if official else "max_tokens"
+
+    def headers(self, target: Target) -> dict[str, str]:
+        """See :class:`LeanAdapter`."""
+        return {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        body = openai_request(prompt, self.model, self.max_key, self.extra)
+        if self.stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def request_attributes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return openai_extract.request_attributes(body, ("max_completion_tokens", "max_tokens"))
+
+    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+        """See :class:`LeanAdapter`."""
+
+        def read(recorder: LLMRecorder, obs: Observation, event: bytes) -> bool:
+            data = sse_data(event)
+            if not data:
+                return False
+            if data == b"[DONE]":
+                return True
+            chunk = decode(data)
+            if chunk.error is not None:
+                raise StreamError(_message(chunk.error))
+            observe_openai_chunk(obs, chunk)
+            openai_extract.on_chat_chunk(recorder, chunk)
+            return False
+
+        return read
+
+    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
+        """See :class:`LeanAdapter`."""
+        completion = decode(body)
+        observe_openai_completion(obs, completion)
+        openai_extract.on_chat_completion(recorder, completion)
+
+
+class AnthropicLean(LeanAdapter):
+    """``POST /v1/messages``, SSE."""
+
+    provider = "anthropic"
+    path = "/v1/messages"
+
+    def headers(self, target: Target) -> dict[str, str]:
+        """See :class:`LeanAdapter`."""
+        headers = {"anthropic-version": ANTHROPIC_VERSION}
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        return headers
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return anthropic_request(prompt, self.model, self.extra)
+
+    def request_attributes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return anthropic_extract.request_attributes(body)
+
+    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+        """See :class:`LeanAdapter`."""
+        events = anthropic_extract.StreamEvents()
+
+        def read(recorder: LLMRecorder, obs: Observation, event: bytes) -> bool:
+            data = sse_data(event)
+            if not data:
+                return False
+            item = decode(data)
+            kind = item.type
+            if kind == "error":
+                raise StreamError(_message(item.error))
+            observe_anthropic_event(obs, item)
+            events(recorder, item)
+            return bool(kind == "message_stop")
+
+        return read
+
+    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
+        """See :class:`LeanAdapter`."""
+        message = decode(body)
+        observe_anthropic_message(obs, message)
+        anthropic_extract.on_message(recorder, message)
+
+
+class OllamaLean(LeanAdapter):
+    """``POST /api/chat``, NDJSON."""
+
+    provider = "ollama"
+    path = "/api/chat"
+    sep = _NDJSON
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        body = ollama_request(prompt, self.model, self.extra)
+        body["stream"] = self.stream  # Ollama streams unless told not to
+        return body
+
+    def request_attributes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return ollama_extract.request_attributes(body)
+
+    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+        """See :class:`LeanAdapter`."""
+
+        def read(recorder: LLMRecorder, obs: Observation, line: bytes) -> bool:
+            part = decode(line)
+            if part.error is not None:
+                raise StreamError(_message(part.error))
+            observe_ollama_part(obs, part)
+            ollama_extract.on_chat_chunk(recorder, part)
+            return bool(part.done)
+
+        return read
+
+    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
+        """See :class:`LeanAdapter`."""
+        response = decode(body)
+        observe_ollama_final(obs, response)
+        ollama_extract.on_chat_response(recorder, response)
+
+
+def _message(error: Any) -> str:
+    if isinstance(error, str):
+        return error
+    message = getattr(error, "message", None)
+    return str(message) if message else "error event in the stream"
+
+
+class _NullRecorder:
+    """Stands in when telemetry could not start: the extractors still run, nothing is kept."""
+
+    capture_content = False
+    has_response = True
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return _ignore
+
+
+def _ignore(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+_NULL_RECORDER: Any = _NullRecorder()
+
+LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
+    "openai": OpenAILean,
+    "anthropic": AnthropicLean,
+    "ollama": OllamaLean,
+}

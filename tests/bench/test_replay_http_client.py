@@ -1,0 +1,475 @@
+"""``replay --client http``: the lean HTTP client, against the mock and raw servers on 127.0.0.1.
+
+The parity tests send one prompt through the official SDK (instrumented) and through the lean
+client, both recording into real OTel SDK providers, and compare what was recorded: the lean
+path claims to produce the instrumentation's own spans and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import otelbench_instrumentation
+from otelbench.cli import main
+from otelbench.datasets import builtin
+from otelbench.load import Limits
+from otelbench.mock import Dist, Fault, MockConfig, MockServer, ModelProfile
+from otelbench.replay import LoadSpec, ReplayConfig, parse_target, run_replay
+from otelbench.replay.adapters import ClientOptions, Observation, make_adapter
+from otelbench.replay.httpclient import (
+    Endpoint,
+    HTTPConnectError,
+    HTTPProtocolError,
+    HTTPStatusError,
+    HTTPTimeout,
+    Pool,
+    read_all,
+)
+from otelbench_instrumentation import semconv
+
+SCHEMES = ("openai", "anthropic", "ollama")
+
+
+class Providers:
+    """Real SDK providers with in-memory exporters."""
+
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def points(self) -> dict[str, list[Any]]:
+        """Histogram data points by metric name."""
+        data = self.reader.get_metrics_data()
+        out: dict[str, list[Any]] = {}
+        for rm in data.resource_metrics if data else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out.setdefault(metric.name, []).extend(metric.data.data_points)
+        return out
+
+
+def _one(
+    scheme: str, url: str, stream: bool, kind: str, providers: Providers
+) -> tuple[ReadableSpan, Observation]:
+    target = parse_target(f"{scheme}:parity@mock", {}).with_mock(url)
+    prompt = builtin("chat")[0]
+    obs = Observation()
+
+    async def go() -> None:
+        adapter = make_adapter(
+            target,
+            ClientOptions(stream=stream, kind=kind),
+            providers.tracer_provider,
+            providers.meter_provider,
+        )
+        try:
+            await adapter.request(prompt, obs)
+        finally:
+            await adapter.aclose()
+
+    if kind == "sdk":
+        otelbench_instrumentation.uninstrument()
+        otelbench_instrumentation.instrument(
+            tracer_provider=providers.tracer_provider,
+            meter_provider=providers.meter_provider,
+            include=[scheme],
+            chunk_timing="each",
+        )
+        try:
+            asyncio.run(go())
+        finally:
+            otelbench_instrumentation.uninstrument()
+    else:
+        asyncio.run(go())
+    (span,) = providers.spans.get_finished_spans()
+    return span, obs
+
+
+def _fixed(attributes: Any) -> dict[str, Any]:
+    """Span attributes without the per-response ones (ids, timings, rates), which always differ."""
+    varying = (semconv.GEN_AI_RESPONSE_ID, semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    return {
+        k: v
+        for k, v in dict(attributes or {}).items()
+        if k not in varying and not k.endswith(("_duration", "_rate"))
+    }
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_lean_client_records_what_the_sdk_instrumentation_records(
+    scheme: str, stream: bool, mock_server: MockServer
+) -> None:
+    sdk, lean = Providers(), Providers()
+    sdk_span, sdk_obs = _one(scheme, mock_server.url, stream, "sdk", sdk)
+    lean_span, lean_obs = _one(scheme, mock_server.url, stream, "http", lean)
+
+    assert lean_span.name == sdk_span.name and lean_span.kind == sdk_span.kind
+    assert set(lean_span.attributes or {}) == set(sdk_span.attributes or {})
+    assert _fixed(lean_span.attributes) == _fixed(sdk_span.attributes)
+    assert (lean_span.attributes or {}).get(semconv.GEN_AI_RESPONSE_ID) or scheme == "ollama"
+    assert lean_span.status.status_code == sdk_span.status.status_code
+
+    sdk_points, lean_points = sdk.points(), lean.points()
+    assert set(lean_points) == set(sdk_points)
+    for name, points in sdk_points.items():
+        assert sorted(json.dumps(dict(p.attributes), sort_keys=True) for p in lean_points[name]) == sorted(
+            json.dumps(dict(p.attributes), sort_keys=True) for p in points
+        ), name
+        assert sum(p.count for p in lean_points[name]) == sum(p.count for p in points), name
+    tokens = {
+        dict(p.attributes)[semconv.GEN_AI_TOKEN_TYPE]: p.sum for p in lean_points[semconv.METRIC_TOKEN_USAGE]
+    }
+    assert tokens == {
+        dict(p.attributes)[semconv.GEN_AI_TOKEN_TYPE]: p.sum for p in sdk_points[semconv.METRIC_TOKEN_USAGE]
+    }
+    # The client-side view for the raw log, read from the same fields.
+    assert (lean_obs.input_tokens, lean_obs.output_tokens, lean_obs.finish_reason) == (
+        sdk_obs.input_tokens,
+        sdk_obs.output_tokens,
+        sdk_obs.finish_reason,
+    )
+    assert len(lean_obs.chunk_ns) == len(sdk_obs.chunk_ns)
+
+
+def _config(targets: list[str], mock: MockConfig, **load: Any) -> ReplayConfig:
+    from otelbench.replay.adapters import ClientOptions
+
+    spec = {"limits": Limits(requests=24), "concurrency": 4, "warmup": 1, **load}
+    return ReplayConfig(
+        targets=[parse_target(t, {}) for t in targets],
+        prompts=builtin("chat"),
+        dataset="chat",
+        load=LoadSpec(**spec),
+        client=ClientOptions(kind="http"),
+        parallel=True,
+        mock_config=mock,
+    )
+
+
+def test_replay_over_http_matches_the_mocks_ground_truth() -> None:
+    profile = ModelProfile(ttft=Dist.fixed(0.040), itl=Dist.fixed(0.004), output_tokens=Dist.fixed(6))
+    outcome = run_replay(
+        _config([f"{s}:truth@mock" for s in SCHEMES], MockConfig(seed=2, default_profile=profile))
+    )
+    for run in outcome.runs:
+        served = [r for r in outcome.mock_records if r.protocol == run.target.scheme]
+        assert len(served) == len(run.requests) == 25, run.target.id  # 24 + 1 warm-up
+        measured = run.measured
+        assert all(r.ok for r in measured), [r.error_type for r in measured if not r.ok]
+        assert run.metrics is not None and run.metrics.requests == 24
+        by_id = {r.request_id: r for r in served}
+        assert len(by_id) == 25
+        for raw in measured:
+            recorded = raw.recorded
+            assert recorded is not None
+            # Never earlier than the server's own TTFT (the client's clock starts before the send),
+            # never later than the client saw the end.
+            assert recorded.ttft is not None and recorded.duration is not None
+            assert 0.040 <= recorded.ttft < recorded.duration <= (raw.end_ns - raw.sent_ns) / 1e9 + 0.001
+            assert recorded.output_tokens == 6 and len(recorded.gaps) == 5
+            assert raw.output_tokens == 6 and len(raw.chunk_ns) == 6
+
+
+def test_http_errors_are_failed_requests_with_the_status_as_error_type(tmp_path: Path) -> None:
+    profile = ModelProfile(ttft=Dist.fixed(0.001), itl=Dist.fixed(0.001), output_tokens=Dist.fixed(3))
+    config = _config(
+        ["openai:flaky@mock", "anthropic:flaky@mock"],
+        MockConfig(seed=4, default_profile=profile, fault_rates={"503": 0.3}),
+        limits=Limits(requests=40),
+        warmup=0,
+    )
+    outcome = run_replay(config)
+    for run in outcome.runs:
+        served = [r for r in outcome.mock_records if r.protocol == run.target.scheme]
+        assert len(served) == 40  # no retries: one HTTP request per replayed request
+        failed = [r for r in run.measured if not r.ok]
+        assert failed and all(r.http_status == 503 and r.error_type == "HTTPStatusError" for r in failed)
+        assert len(failed) == sum(1 for r in served if r.status == 503)
+        assert run.metrics is not None and run.metrics.errors == {"503": len(failed)}
+
+
+def test_a_stream_cut_by_the_server_fails_and_its_connection_is_not_reused(mock_server: MockServer) -> None:
+    async def go() -> tuple[list[BaseException | None], int]:
+        pool = Pool(Endpoint.parse(mock_server.openai_base_url), 10.0, {"x-mock-fault": "disconnect:2"})
+        body = json.dumps(
+            {"model": "cut", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        ).encode()
+        errors: list[BaseException | None] = []
+        for _ in range(2):
+            conn = await pool.post("/chat/completions", body, accept="text/event-stream", sep=b"\n\n")
+            try:
+                while not conn.complete:
+                    while conn.next_event() is not None:
+                        pass
+                    await conn.wait()
+                errors.append(None)
+            except HTTPProtocolError as exc:
+                errors.append(exc)
+            finally:
+                pool.release(conn)
+        idle = len(pool._idle)
+        pool.close()
+        return errors, idle
+
+    errors, idle = asyncio.run(go())
+    assert all(isinstance(e, HTTPProtocolError) for e in errors)
+    assert idle == 0
+
+
+def test_unreachable_endpoint_is_one_line_and_bad_combinations_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    code = main(
+        [
+            "replay",
+            "--client",
+            "http",
+            "--target",
+            f"openai:m@http://127.0.0.1:{port}/v1",
+            "--requests",
+            "2",
+            "--output-dir",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert f"cannot reach http://127.0.0.1:{port}/v1" in err and len(err.strip().splitlines()) == 1
+
+    for argv, named in (
+        (["--target", "bedrock:m@mock"], "bedrock:m"),
+        (["--max-retries", "3"], "--max-retries 3"),
+        (["--client", "grpc"], "grpc"),
+    ):
+        try:
+            code = main(["replay", "--client", "http", *argv, "--output-dir", str(tmp_path)])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code  # type: ignore[assignment]
+        err = capsys.readouterr().err
+        assert code == 2 and named in err and "Traceback" not in err
+
+
+def test_bare_replay_over_http_runs_the_three_http_providers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "replay",
+            "--client",
+            "http",
+            "--requests",
+            "4",
+            "--concurrency",
+            "2",
+            "--warmup",
+            "1",
+            "--output-dir",
+            str(out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (raw,) = (out / "raw").glob("benchmarks-*.json")
+    results = json.loads(raw.read_text())["results"]
+    assert {r["target_id"] for r in results} == {
+        "replay/openai:mock-fast",
+        "replay/anthropic:mock-balanced",
+        "replay/ollama:mock-slow",
+    }
+    for r in results:
+        assert r["metrics"]["requests"] == 4 and r["metrics"]["errors"] == 0
+        assert r["details"]["load"]["client"] == "http"
+        assert r["details"]["mock_ground_truth"]["served"] == 5
+
+
+# --- the HTTP/1.1 client against raw servers ------------------------------------------------------
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    return head + await reader.readexactly(length)
+
+
+def _chunked(payload: bytes, sizes: Iterator[int]) -> bytes:
+    out, pos = b"", 0
+    while pos < len(payload):
+        n = next(sizes)
+        part = payload[pos : pos + n]
+        out += f"{len(part):x};ext=1\r\n".encode() + part + b"\r\n"
+        pos += n
+    return out + b"0\r\nX-Trailer: yes\r\n\r\n"
+
+
+SSE = b'data: {"a": 1}\r\n\r\n: comment\n\ndata: {"b":\ndata: 2}\n\nevent: x\ndata: [DONE]\n\n'
+
+
+@pytest.mark.parametrize("write_size", [1, 2, 7, 64, 4096])
+def test_chunked_sse_split_anywhere_gives_the_same_events(write_size: int) -> None:
+    response = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + _chunked(SSE, iter([3, 5, 11, 1, 40] * 20))
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):  # two requests on one keep-alive connection
+            await _read_request(reader)
+            for i in range(0, len(response), write_size):
+                writer.write(response[i : i + write_size])
+                await writer.drain()
+                await asyncio.sleep(0)
+        writer.close()
+
+    async def go() -> tuple[list[list[bytes]], int]:
+        server, port = await _serve(handler)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 10.0, {})
+        results = []
+        for _ in range(2):
+            conn = await pool.post("/x", b"{}", accept="text/event-stream", sep=b"\n\n")
+            events: list[bytes] = []
+            while True:
+                event = conn.next_event()
+                if event is not None:
+                    events.append(event)
+                elif conn.complete:
+                    break
+                else:
+                    await conn.wait()
+            assert conn.status == 200 and conn.reused == bool(results)
+            pool.release(conn)
+            results.append(events)
+        pool.close()
+        server.close()
+        return results, port
+
+    results, _ = asyncio.run(go())
+    expected = [b'data: {"a": 1}', b": comment", b'data: {"b":\ndata: 2}', b"event: x\ndata: [DONE]"]
+    assert results == [expected, expected]
+
+
+def test_content_length_body_error_status_and_a_server_that_closes_idle_connections() -> None:
+    requests_seen: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        requests_seen.append(1)
+        body = b'{"error": {"message": "slow down"}}'
+        writer.write(b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()  # keep-alive announced, then closed while idle: the client must reconnect
+
+    async def go() -> list[BaseException]:
+        server, port = await _serve(handler)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 10.0, {})
+        errors = []
+        for _ in range(3):
+            conn = await pool.post("/x", b"{}", accept="application/json", sep=None)
+            try:
+                raise HTTPStatusError(conn.status, await read_all(conn))
+            except HTTPStatusError as exc:
+                errors.append(exc)
+            pool.release(conn)
+            await asyncio.sleep(0.05)  # the server's close arrives while the connection is idle
+        pool.close()
+        server.close()
+        return errors
+
+    errors = asyncio.run(go())
+    assert [getattr(e, "status_code", None) for e in errors] == [429, 429, 429]
+    assert "slow down" in str(errors[0])
+    assert len(requests_seen) == 3
+
+
+def test_deadline_and_refused_connection() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    async def go() -> tuple[type[BaseException], type[BaseException], float]:
+        server, port = await _serve(silent)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 0.2, {})
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(HTTPTimeout) as timeout:
+            await pool.post("/x", b"{}", accept="application/json", sep=None)
+        elapsed = loop.time() - start
+        server.close()
+        await server.wait_closed()
+        dead = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 1.0, {})
+        await asyncio.sleep(0.05)
+        with pytest.raises(HTTPConnectError) as refused:
+            await dead.post("/x", b"{}", accept="application/json", sep=None)
+        return timeout.type, refused.type, elapsed
+
+    timeout, refused, elapsed = asyncio.run(go())
+    assert timeout is HTTPTimeout and refused is HTTPConnectError
+    assert 0.2 <= elapsed < 2.0
+
+
+def test_two_workers_over_http_serve_every_request_once() -> None:
+    profile = ModelProfile(ttft=Dist.fixed(0.005), itl=Dist.fixed(0.001), output_tokens=Dist.fixed(4))
+    config = _config(
+        ["openai:w@mock"], MockConfig(seed=6, default_profile=profile), limits=Limits(requests=40)
+    )
+    from dataclasses import replace
+
+    outcome = run_replay(replace(config, workers=2))
+    (run,) = outcome.runs
+    assert len(run.measured) == 40 and all(r.ok for r in run.measured)
+    assert {r.worker for r in run.requests} == {0, 1}
+    served = [r for r in outcome.mock_records if r.protocol == "openai"]
+    assert len(served) == len(run.requests)
+
+
+def test_fault_script_mid_stream_error_event_fails_the_request(mock_server: MockServer) -> None:
+    mock_server.script("midstream", [Fault.malformed(1)])
+    providers = Providers()
+    target = parse_target("openai:midstream@mock", {}).with_mock(mock_server.url)
+
+    async def go() -> BaseException | None:
+        adapter = make_adapter(
+            target, ClientOptions(kind="http"), providers.tracer_provider, providers.meter_provider
+        )
+        try:
+            await adapter.request(builtin("chat")[0], Observation())
+        except Exception as exc:
+            return exc
+        finally:
+            await adapter.aclose()
+        return None
+
+    exc = asyncio.run(go())
+    assert isinstance(exc, json.JSONDecodeError)
+    (span,) = providers.spans.get_finished_spans()
+    assert (span.attributes or {})[semconv.ERROR_TYPE] == "JSONDecodeError"
