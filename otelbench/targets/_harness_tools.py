@@ -122,7 +122,7 @@ def _load(path: Path) -> Any:
 
 
 # --- otelbench replay (ours) ---------------------------------------------------------------------
-def ours_command(bin_dir: Path, spec: RunSpec, workers: int = 1) -> list[str]:
+def ours_command(bin_dir: Path, spec: RunSpec, workers: int = 1, client: str = "sdk") -> list[str]:
     """``otelbench replay`` as a user types it, against the mock's URL."""
     argv = [
         str(bin_dir / "otelbench"),
@@ -141,6 +141,8 @@ def ours_command(bin_dir: Path, spec: RunSpec, workers: int = 1) -> list[str]:
         argv.append("--no-stream")
     if workers > 1:
         argv += ["--workers", str(workers)]
+    if client != "sdk":
+        argv += ["--client", client]
     return argv
 
 
@@ -423,6 +425,34 @@ OURS_WORKERS = Tool(
     offline_hub=False,
     min_concurrency=2,  # each worker keeps requests in flight
     note="multi-process replay, measured only when `otelbench replay --help` offers --workers",
+)
+OURS_HTTP = Tool(
+    "otelbench_http",
+    "otelbench replay --client http",
+    (),
+    lambda bin_dir, spec: ours_command(bin_dir, spec, client="http"),
+    parse_ours,
+    warmup_records=4,
+    offline_hub=False,
+    note="the lean HTTP client instead of the openai SDK (same instrumentation recorder, no retries)",
+)
+OURS_HTTP_WORKERS = Tool(
+    "otelbench_http_w2",
+    "otelbench replay --client http --workers 2",
+    (),
+    lambda bin_dir, spec: ours_command(bin_dir, spec, workers=2, client="http"),
+    parse_ours,
+    warmup_records=8,
+    offline_hub=False,
+    min_concurrency=2,
+    note="the lean HTTP client on two client processes",
+)
+#: Our variants, each with the replay options it needs (checked in `otelbench replay --help`).
+OURS_ALL: tuple[tuple[Tool, tuple[str, ...]], ...] = (
+    (OURS, ()),
+    (OURS_WORKERS, ("--workers",)),
+    (OURS_HTTP, ("--client",)),
+    (OURS_HTTP_WORKERS, ("--client", "--workers")),
 )
 PEERS: tuple[Tool, ...] = (
     Tool(

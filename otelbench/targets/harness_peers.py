@@ -1,7 +1,7 @@
 """Target ``harness-peers``: ``otelbench replay`` next to the load generators people would otherwise use.
 
-Tools: ``otelbench replay`` (ours, from the project environment; also ``--workers 2`` when the
-installed CLI offers it), GuideLLM, AIPerf, inference-perf and ``vllm bench serve``, each in its
+Tools: ``otelbench replay`` (ours, from the project environment; also ``--workers 2``,
+``--client http`` and both, when the installed CLI offers them), GuideLLM, AIPerf, inference-perf and ``vllm bench serve``, each in its
 own virtualenv (:mod:`._harness_tools` has the pins, command lines and output parsers). Every tool
 is driven as a user would drive it, as a subprocess with its own CLI, against one mock server
 (``MockServer(isolated=True)``, its own process, 127.0.0.1) in the same run, and read back from
@@ -32,12 +32,13 @@ figures, the truth, counts and the stderr tail, and per tool its pins and instal
 
 Configuration: ``OTELBENCH_HARNESS_DIR`` moves the virtualenvs (default
 ``~/.cache/otelbench/harness-peers/<tool>-<hash of pins>/``); ``OTELBENCH_HARNESS_TOOLS`` (comma-
-separated: otelbench, otelbench_w2, guidellm, aiperf, inference_perf, vllm) runs a subset.
+separated: otelbench, otelbench_w2, otelbench_http, otelbench_http_w2, guidellm, aiperf, inference_perf, vllm) runs a subset.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -56,8 +57,7 @@ from otelbench.mock.core import WORDS
 
 from . import BenchmarkError, BenchmarkResult, utc_now_iso
 from ._harness_tools import (
-    OURS,
-    OURS_WORKERS,
+    OURS_ALL,
     PEERS,
     Figures,
     ParseError,
@@ -70,7 +70,7 @@ from ._harness_truth import Stat, Truth, ground_truth
 from .peers import Pins, _tail, build_venv, machine_load
 
 TARGET_ID = "harness-peers"
-ALL_TOOLS = (OURS.name, OURS_WORKERS.name, *(t.name for t in PEERS))
+ALL_TOOLS = (*(t.name for t, _ in OURS_ALL), *(t.name for t in PEERS))
 _VERSION_PROBE = (
     "import json, importlib.metadata as m\n"
     "out = {}\n"
@@ -193,8 +193,9 @@ def _round(value: float, digits: int = 3) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
-def replay_offers_workers(bin_dir: Path) -> bool:
-    """Whether the installed ``otelbench replay`` has a ``--workers`` option."""
+@functools.cache
+def replay_options(bin_dir: Path) -> str:
+    """The installed ``otelbench replay``'s help text (where its options are listed)."""
     try:
         done = subprocess.run(
             [str(bin_dir / "otelbench"), "replay", "--help"],
@@ -204,8 +205,8 @@ def replay_offers_workers(bin_dir: Path) -> bool:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "--workers" in done.stdout
+        return ""
+    return done.stdout
 
 
 def measured_records(records: list[RequestRecord], model: str, warmup: int) -> list[RequestRecord]:
@@ -311,7 +312,7 @@ class HarnessPeersTarget:
 
     def _tools(self) -> list[Tool]:
         wanted = set(self.config.tools)
-        return [t for t in (OURS, OURS_WORKERS, *PEERS) if t.name in wanted]
+        return [t for t in (*(t for t, _ in OURS_ALL), *PEERS) if t.name in wanted]
 
     def _install(self, tools: list[Tool], states: dict[str, ToolState]) -> None:
         project_bin = Path(sys.executable).parent
@@ -321,8 +322,11 @@ class HarnessPeersTarget:
                 state.bin_dir = str(project_bin)
                 if not (project_bin / "otelbench").exists():
                     state.status = f"not installable: no otelbench script in {project_bin}"
-                elif tool is OURS_WORKERS and not replay_offers_workers(project_bin):
-                    state.status = "not available: this otelbench replay has no --workers option"
+                else:
+                    needs = next(o for t, o in OURS_ALL if t is tool)
+                    missing = [o for o in needs if o not in replay_options(project_bin)]
+                    if missing:
+                        state.status = f"not available: this otelbench replay has no {missing[0]} option"
                 continue
             found = find_python(tool.min_python)
             if found is None:

@@ -14,6 +14,9 @@ from otelbench.mock.core import WORDS
 from otelbench.targets import all_targets
 from otelbench.targets._harness_tools import (
     OURS,
+    OURS_ALL,
+    OURS_HTTP,
+    OURS_HTTP_WORKERS,
     OURS_WORKERS,
     PEERS,
     ParseError,
@@ -195,7 +198,7 @@ def _spec(tmp_path: Path, stream: bool = True) -> RunSpec:
 
 def test_commands_target_the_mock_with_the_runs_load(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
-    for tool in (OURS, OURS_WORKERS, *PEERS):
+    for tool in (*(t for t, _ in OURS_ALL), *PEERS):
         argv = tool.command(tmp_path / "bin", spec)
         assert argv[0].startswith(str(tmp_path / "bin")), tool.name
         if tool.name == "inference_perf":
@@ -205,6 +208,10 @@ def test_commands_target_the_mock_with_the_runs_load(tmp_path: Path) -> None:
             assert expected in text, (tool.name, expected)
     assert "--workers" in OURS_WORKERS.command(tmp_path, spec)
     assert "--workers" not in OURS.command(tmp_path, spec)
+    assert "--client" not in " ".join(OURS.command(tmp_path, spec) + OURS_WORKERS.command(tmp_path, spec))
+    assert " --client http" in " ".join(OURS_HTTP.command(tmp_path, spec))
+    http_w2 = " ".join(OURS_HTTP_WORKERS.command(tmp_path, spec))
+    assert "--workers 2" in http_w2 and "--client http" in http_w2
     assert "--no-stream" in OURS.command(tmp_path, _spec(tmp_path, stream=False))
     config = json.loads((tmp_path / "config.yml").read_text())  # written by inference-perf's command
     assert config == inference_perf_config(spec)
@@ -239,7 +246,8 @@ def test_registered_and_config_checked() -> None:
         HarnessPeersTarget(tools=("locust",))
     with pytest.raises(ValueError):
         HarnessPeersTarget(concurrencies=(0,))
-    assert set(ALL_TOOLS) == {OURS.name, OURS_WORKERS.name, *(t.name for t in PEERS)}
+    assert set(ALL_TOOLS) == {t.name for t, _ in OURS_ALL} | {t.name for t in PEERS}
+    assert len(ALL_TOOLS) == len(set(ALL_TOOLS))
 
 
 def test_tool_subset_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +271,7 @@ def test_table_shows_failures_without_figures() -> None:
 def test_runs_ours_and_reports_every_tool_it_was_given() -> None:
     # Tiny sizes: the figures mean nothing; the paths (mock, subprocess, parsing, truth) run.
     result = HarnessPeersTarget(
-        tools=("otelbench", "otelbench_w2", "inference_perf"),
+        tools=("otelbench", "otelbench_w2", "otelbench_http", "inference_perf"),
         concurrencies=(1, 4),
         requests_per_slot=2,
         min_requests=4,
@@ -274,17 +282,18 @@ def test_runs_ours_and_reports_every_tool_it_was_given() -> None:
         itl_ms=1,
     ).run()
     tools = result.details["tools"]
-    assert set(tools) == {"otelbench", "otelbench_w2", "inference_perf"}
-    assert tools["otelbench"]["status"] == "ok"
+    assert set(tools) == {"otelbench", "otelbench_w2", "otelbench_http", "inference_perf"}
+    assert tools["otelbench"]["status"] == tools["otelbench_http"]["status"] == "ok"
     for state in tools.values():
         status = state["status"]
         if status.startswith(("not installable: ", "not available: ")):
             assert len(status.split(": ", 1)[1]) > 0, "the reason must be given"
     for run in result.details["runs"]:
-        if run["tool"] == "otelbench":
+        if run["tool"] in ("otelbench", "otelbench_http"):
             assert run["status"] == "ok", run
             assert run["mock_records"] == run["requests"]
             assert run["tool_reported"]["requests"] == run["requests"]
-    for key in ("otelbench_c1_ttft_p50_err_ms", "otelbench_c4_itl_p99_err_ms", "otelbench_max_rps"):
-        assert math.isfinite(result.metrics[key]), key
+    for key in ("c1_ttft_p50_err_ms", "c4_itl_p99_err_ms", "max_rps"):
+        for tool in ("otelbench", "otelbench_http"):
+            assert math.isfinite(result.metrics[f"{tool}_{key}"]), (tool, key)
     assert result.metrics["otelbench_c1_inflight_ratio"] > 0
