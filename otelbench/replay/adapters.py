@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +51,8 @@ class Observation:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    #: Where chunk and end times are read (the lean client: when the bytes were read).
+    clock: Callable[[], int] = time.perf_counter_ns
 
     def send(self) -> None:
         """The SDK method is being called now."""
@@ -57,15 +60,15 @@ class Observation:
 
     def chunk(self) -> None:
         """A content-bearing chunk arrived now."""
-        self.chunk_ns.append(time.perf_counter_ns())
+        self.chunk_ns.append(self.clock())
 
     def seen(self) -> None:
         """Any stream item (content or not) arrived now."""
-        self.end_ns = time.perf_counter_ns()
+        self.end_ns = self.clock()
 
     def done(self) -> None:
         """The whole (non-streamed) response arrived now."""
-        self.end_ns = time.perf_counter_ns()
+        self.end_ns = self.clock()
 
 
 class Adapter(Protocol):

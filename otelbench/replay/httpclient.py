@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -84,8 +86,12 @@ class _Connection(asyncio.Protocol):
         self._head = bytearray()
         self._raw = bytearray()  # chunked framing not yet decoded
         self._body = bytearray()  # decoded body not yet split into events
-        self._events: deque[bytes] = deque()
+        self._events: deque[tuple[int, bytes]] = deque()
+        #: When the bytes of the event last returned by next_event were read (perf_counter_ns).
+        self.event_ns = 0
+        self._arrival_ns = 0
         self._waiter: asyncio.Future[None] | None = None
+        self._handler: Callable[[bytes], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._sep: bytes | None = None
         self.begin(None)
@@ -107,6 +113,7 @@ class _Connection(asyncio.Protocol):
         self._body.clear()
         self._events.clear()
         self._sep = sep
+        self._handler = None
 
     def arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         """Fail the request with :class:`HTTPTimeout` at ``deadline`` (``loop.time()``)."""
@@ -137,7 +144,11 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         if self._until_close and not self.complete:
-            self._finish_body()
+            self._finish_body()  # a body delimited by the close: complete now
+            if self._handler is not None:
+                self._dispatch()
+            else:
+                self._wake()
         elif not self.complete:
             self._fail(
                 HTTPProtocolError(f"connection closed before the response was complete ({exc or 'EOF'})")
@@ -148,6 +159,8 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too: connection_lost follows
 
     def data_received(self, data: bytes) -> None:
+        # Events are stamped here, as their bytes are read, not when the consumer gets to them.
+        self._arrival_ns = time.perf_counter_ns()
         self.got_bytes = True
         if self.complete or self.error is not None:
             return  # bytes after a complete response: the connection is not reused (see release)
@@ -179,7 +192,10 @@ class _Connection(asyncio.Protocol):
                 self._finish_body()
         if not self.complete and self._sep is not None and self._body:
             self._split()
-        self._wake()
+        if self._handler is not None:
+            self._dispatch()
+        else:
+            self._wake()
 
     # -- parsing ---------------------------------------------------------------------------
     def _parse_head(self, head: bytes) -> None:
@@ -188,6 +204,8 @@ class _Connection(asyncio.Protocol):
         if not version.startswith("HTTP/1."):
             raise ValueError(f"status line {lines[0][:80]!r}")
         self.status = int(rest[:3])
+        if not 200 <= self.status < 300:
+            self._sep = None  # an error body is read whole, for its message
         headers = self.headers
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -259,7 +277,7 @@ class _Connection(asyncio.Protocol):
             raw += rest
 
     def _split(self) -> None:
-        body, sep, events = self._body, self._sep, self._events
+        body, sep, events, now = self._body, self._sep, self._events, self._arrival_ns
         assert sep is not None
         if b"\r" in body:
             body[:] = body.replace(b"\r\n", b"\n")
@@ -269,7 +287,7 @@ class _Connection(asyncio.Protocol):
             if end < 0:
                 break
             if end > start:
-                events.append(bytes(body[start:end]))
+                events.append((now, bytes(body[start:end])))
             start = end + len(sep)
         if start:
             del body[:start]
@@ -279,7 +297,7 @@ class _Connection(asyncio.Protocol):
             self._split()
             rest = bytes(self._body).strip()
             if rest:
-                self._events.append(rest)
+                self._events.append((self._arrival_ns, rest))
             self._body.clear()
         self.complete = True
         self.disarm()
@@ -309,10 +327,49 @@ class _Connection(asyncio.Protocol):
     def next_event(self) -> bytes | None:
         """The next complete event, or None if none is ready; raises the response's error."""
         if self._events:
-            return self._events.popleft()
+            self.event_ns, event = self._events.popleft()
+            return event
         if self.error is not None:
             raise self.error
         return None
+
+    def deliver(self, handler: Callable[[bytes], None]) -> None:
+        """Push mode: call ``handler`` with each event as it is read, inside ``data_received``
+        (``event_ns`` set first); the events already read go now. Waiting for the end is then one
+        wake-up per response instead of one per event. A handler's exception fails the response
+        and drops the connection."""
+        self._handler = handler
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        handler, events = self._handler, self._events
+        assert handler is not None
+        while events:
+            self.event_ns, event = events.popleft()
+            try:
+                handler(event)
+            except Exception as exc:
+                self._handler = None
+                events.clear()
+                if self.error is None:
+                    self.error = exc
+                self.abort()
+                break
+        if self.complete or self.error is not None:
+            self._wake()
+
+    async def finished(self) -> None:
+        """Until the response is complete; raises its error (push mode)."""
+        while not self.complete or self._events:
+            if self.error is not None:
+                raise self.error
+            await self.wait()
+        if self.error is not None:
+            raise self.error
+
+    def event_time(self) -> int:
+        """``event_ns``, as a clock for the recorder and the observation."""
+        return self.event_ns
 
     def take_body(self) -> bytes:
         """The whole body of a complete response read without a separator."""

@@ -54,21 +54,22 @@ _SSE = b"\n\n"
 _NDJSON = b"\n"
 
 
-class _Wire:
-    """Attribute access over a decoded JSON object; absent fields read as None, as on SDK models."""
+class _Wire(dict[str, Any]):
+    """A decoded JSON object whose fields read as attributes, absent ones as None (as on SDK
+    models). None of the fields the readers use is named like a dict method."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ()
+    __getattr__ = dict.get  # only consulted when normal lookup fails: C speed, no exception
 
-    def __init__(self, fields: dict[str, Any]) -> None:
-        self._fields = fields
 
-    def __getattr__(self, name: str) -> Any:
-        return self._fields.get(name)
+_DECODER = json.JSONDecoder(
+    object_hook=_Wire
+)  # one decoder: json.loads(..., object_hook) builds one per call
 
 
 def decode(data: bytes | str) -> Any:
     """JSON with every object readable by attribute (what the extractors and observers expect)."""
-    return json.loads(data, object_hook=_Wire)
+    return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
 
 
 def sse_data(event: bytes) -> bytes | None:
@@ -120,8 +121,8 @@ class LeanAdapter:
         """The span's request attributes, as the SDK instrumentation would set them."""
         return {}
 
-    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
-        """A reader for one stream's events: records one, returns True at the final one."""
+    def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
+        """A reader for one stream's events: records one (called as its bytes are read)."""
         raise NotImplementedError
 
     def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
@@ -175,16 +176,11 @@ class LeanAdapter:
             if not self.stream:
                 self.read_whole(record, obs, await read_all(conn))
                 return
-            read = self.stream_reader()
-            while True:
-                event = conn.next_event()
-                if event is None:
-                    if conn.complete:
-                        return
-                    await conn.wait()
-                    continue
-                if read(record, obs, event):
-                    return
+            # Chunk times are when each event's bytes were read, not when the loop parsed them;
+            # events are handled as they are read (push mode), with one wake-up at the end.
+            record.clock = obs.clock = conn.event_time
+            conn.deliver(self.stream_reader(record, obs))
+            await conn.finished()
         finally:
             pool.release(conn)
 
@@ -223,21 +219,18 @@ class OpenAILean(LeanAdapter):
         """See :class:`LeanAdapter`."""
         return openai_extract.request_attributes(body, ("max_completion_tokens", "max_tokens"))
 
-    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+    def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
 
-        def read(recorder: LLMRecorder, obs: Observation, event: bytes) -> bool:
+        def read(event: bytes) -> None:
             data = sse_data(event)
-            if not data:
-                return False
-            if data == b"[DONE]":
-                return True
+            if not data or data == b"[DONE]":
+                return
             chunk = decode(data)
             if chunk.error is not None:
                 raise StreamError(_message(chunk.error))
             observe_openai_chunk(obs, chunk)
             openai_extract.on_chat_chunk(recorder, chunk)
-            return False
 
         return read
 
@@ -269,21 +262,19 @@ class AnthropicLean(LeanAdapter):
         """See :class:`LeanAdapter`."""
         return anthropic_extract.request_attributes(body)
 
-    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+    def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
         events = anthropic_extract.StreamEvents()
 
-        def read(recorder: LLMRecorder, obs: Observation, event: bytes) -> bool:
+        def read(event: bytes) -> None:
             data = sse_data(event)
             if not data:
-                return False
+                return
             item = decode(data)
-            kind = item.type
-            if kind == "error":
+            if item.type == "error":
                 raise StreamError(_message(item.error))
             observe_anthropic_event(obs, item)
             events(recorder, item)
-            return bool(kind == "message_stop")
 
         return read
 
@@ -311,16 +302,15 @@ class OllamaLean(LeanAdapter):
         """See :class:`LeanAdapter`."""
         return ollama_extract.request_attributes(body)
 
-    def stream_reader(self) -> Callable[[LLMRecorder, Observation, bytes], bool]:
+    def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
 
-        def read(recorder: LLMRecorder, obs: Observation, line: bytes) -> bool:
+        def read(line: bytes) -> None:
             part = decode(line)
             if part.error is not None:
                 raise StreamError(_message(part.error))
             observe_ollama_part(obs, part)
             ollama_extract.on_chat_chunk(recorder, part)
-            return bool(part.done)
 
         return read
 

@@ -177,11 +177,14 @@ def test_replay_over_http_matches_the_mocks_ground_truth() -> None:
         for raw in measured:
             recorded = raw.recorded
             assert recorded is not None
-            # Never earlier than the server's own TTFT (the client's clock starts before the send),
-            # never later than the client saw the end.
+            # Never earlier than the server's own TTFT (the client's clock starts before the send).
             assert recorded.ttft is not None and recorded.duration is not None
-            assert 0.040 <= recorded.ttft < recorded.duration <= (raw.end_ns - raw.sent_ns) / 1e9 + 0.001
-            assert recorded.output_tokens == 6 and len(recorded.gaps) == 5
+            assert 0.040 <= recorded.ttft < recorded.duration
+            # The recorder and the raw log read the same stamps: when each event's bytes were read.
+            gaps = [(b - a) / 1e9 for a, b in zip(raw.chunk_ns, raw.chunk_ns[1:], strict=False)]
+            assert recorded.gaps == pytest.approx(gaps, abs=1e-9)
+            assert recorded.ttft >= (raw.chunk_ns[0] - raw.sent_ns) / 1e9
+            assert recorded.output_tokens == 6
             assert raw.output_tokens == 6 and len(raw.chunk_ns) == 6
 
 

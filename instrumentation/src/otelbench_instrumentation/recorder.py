@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any
@@ -161,6 +161,7 @@ class LLMRecorder:
         "_start_ns",
         "_telemetry",
         "capture_content",
+        "clock",
         "ended",
         "has_response",
         "streaming",
@@ -187,6 +188,9 @@ class LLMRecorder:
         self.has_response = False
         #: Whether prompt and completion text may be recorded.
         self.capture_content = telemetry.settings.capture_content
+        #: Where ``on_chunk`` reads the time (perf_counter_ns). A client that stamps bytes as they
+        #: are read from the socket sets its own, so parsing delays stay out of TTFT.
+        self.clock: Callable[[], int] = _now
         self._attempts = 1
         self._final_attempt_recorded = False
         self._chunks = 0
@@ -300,7 +304,7 @@ class LLMRecorder:
 
     def on_chunk(self) -> None:
         """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
-        now = _now()
+        now = self.clock()
         if self._chunks:
             gaps = self._chunk_gaps
             if gaps is not None:
