@@ -476,3 +476,27 @@ def test_fault_script_mid_stream_error_event_fails_the_request(mock_server: Mock
     assert isinstance(exc, json.JSONDecodeError)
     (span,) = providers.spans.get_finished_spans()
     assert (span.attributes or {})[semconv.ERROR_TYPE] == "JSONDecodeError"
+
+
+def test_a_body_delimited_by_the_close_reaches_a_push_mode_reader() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n\r\n{"a":1}\n{"b":2}')
+        await writer.drain()
+        writer.close()
+
+    async def go() -> tuple[list[bytes], bool]:
+        server, port = await _serve(handler)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 5.0, {})
+        conn = await pool.post("/x", b"{}", accept="application/x-ndjson", sep=b"\n")
+        seen: list[bytes] = []
+        conn.deliver(seen.append)
+        await conn.finished()
+        keep = conn.keep_alive
+        pool.release(conn)
+        pool.close()
+        server.close()
+        return seen, keep
+
+    seen, keep = asyncio.run(go())
+    assert seen == [b'{"a":1}', b'{"b":2}'] and not keep
