@@ -454,6 +454,16 @@ class Pool:
             return conn
         raise AssertionError("unreachable")
 
+    async def prepare(self, n: int) -> None:
+        """Open connections until ``n`` are idle; failures are left to the requests to report."""
+        missing = n - sum(1 for conn in self._idle if conn.open)
+        if missing <= 0:
+            return
+        opened = await asyncio.gather(*(self._connect() for _ in range(missing)), return_exceptions=True)
+        for conn in opened:
+            if isinstance(conn, _Connection):
+                self._idle.append(conn)
+
     def _take(self) -> _Connection | None:
         idle = self._idle
         while idle:

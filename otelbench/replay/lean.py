@@ -47,6 +47,7 @@ from .adapters import (
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
 from .options import options_for
 from .targets import OPENAI_DEFAULT_URL, Target
+from .telemetry import CHUNK_TIMING
 
 #: The Messages API version sent to Anthropic (the SDKs send the same).
 ANTHROPIC_VERSION = "2023-06-01"
@@ -105,8 +106,8 @@ class LeanAdapter:
         self.pool = Pool(self.endpoint, options.timeout, self.headers(target))
         host, port = target.host_port
         self.server_address, self.server_port = host, port
-        # The replay's settings for the SDK instrumentation too (instrumented() in telemetry.py).
-        self.telemetry = Telemetry(tracer_provider, meter_provider, load_settings(False, "each"))
+        # The settings the replay gives the SDK instrumentation (instrumented() in telemetry.py).
+        self.telemetry = Telemetry(tracer_provider, meter_provider, load_settings(False, CHUNK_TIMING))
 
     # -- per API -----------------------------------------------------------------------------
     def headers(self, target: Target) -> dict[str, str]:
@@ -183,6 +184,10 @@ class LeanAdapter:
             await conn.finished()
         finally:
             pool.release(conn)
+
+    async def prepare(self, connections: int) -> None:
+        """Open ``connections`` keep-alive connections ahead of a closed-loop measurement."""
+        await self.pool.prepare(connections)
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`~otelbench.replay.adapters.Adapter`."""

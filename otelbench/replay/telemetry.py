@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -71,6 +71,8 @@ DEFAULT_EXPORT_INTERVAL_MS = 5000
 #: Attribute of the harness's per-request span: true for warm-up requests.
 ATTR_WARMUP = "otelbench.replay.warmup"
 PROVIDERS = ("openai", "anthropic", "ollama", "bedrock")
+#: One histogram value per chunk gap: the summary's inter-chunk percentiles need every gap.
+CHUNK_TIMING: Final = "each"
 _GROUPING = (
     semconv.GEN_AI_OPERATION_NAME,
     semconv.GEN_AI_PROVIDER_NAME,
@@ -481,7 +483,7 @@ def instrumented(telemetry: Telemetry) -> Iterator[list[str]]:
         tracer_provider=telemetry.tracer_provider,
         meter_provider=telemetry.instrumented_meter_provider,
         include=providers,
-        chunk_timing="each",
+        chunk_timing=CHUNK_TIMING,
     )
     try:
         yield enabled

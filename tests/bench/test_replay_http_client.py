@@ -500,3 +500,25 @@ def test_a_body_delimited_by_the_close_reaches_a_push_mode_reader() -> None:
 
     seen, keep = asyncio.run(go())
     assert seen == [b'{"a":1}', b'{"b":2}'] and not keep
+
+
+def test_prepared_connections_are_the_ones_the_first_requests_use(mock_server: MockServer) -> None:
+    async def go() -> list[bool]:
+        pool = Pool(Endpoint.parse(mock_server.openai_base_url), 10.0, {})
+        await pool.prepare(5)
+        await pool.prepare(5)  # already there: nothing more is opened
+        assert len(pool._idle) == 5
+        body = json.dumps({"model": "p", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+        async def one() -> bool:
+            conn = await pool.post("/chat/completions", body, accept="application/json", sep=None)
+            reused = conn.reused
+            await read_all(conn)
+            pool.release(conn)
+            return reused
+
+        reused = await asyncio.gather(*(one() for _ in range(5)))
+        pool.close()
+        return list(reused)
+
+    assert asyncio.run(go()) == [True] * 5
