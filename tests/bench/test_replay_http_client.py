@@ -522,3 +522,52 @@ def test_prepared_connections_are_the_ones_the_first_requests_use(mock_server: M
         return list(reused)
 
     assert asyncio.run(go()) == [True] * 5
+
+
+def test_https_verifies_the_server_against_the_trusted_roots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    body = b'{"ok": true}'
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass  # the untrusted client gives up during the handshake
+        finally:
+            writer.close()
+
+    async def go() -> tuple[bytes, BaseException | None]:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        url = f"https://127.0.0.1:{port}"
+        untrusted = Pool(Endpoint.parse(url), 5.0, {})  # the system roots only
+        refused: BaseException | None = None
+        try:
+            await untrusted.post("/x", b"{}", accept="application/json", sep=None)
+        except HTTPConnectError as exc:
+            refused = exc
+        ca_file = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # read when a pool builds its context
+        pool = Pool(Endpoint.parse(url), 5.0, {})
+        conn = await pool.post("/x", b"{}", accept="application/json", sep=None)
+        got = await read_all(conn)
+        pool.release(conn)
+        pool.close()
+        server.close()
+        await server.wait_closed()
+        return got, refused
+
+    got, refused = asyncio.run(go())
+    assert got == body
+    assert isinstance(refused, HTTPConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(refused)
