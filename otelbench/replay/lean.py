@@ -126,9 +126,15 @@ class LeanAdapter:
         """A reader for one stream's events: records one (called as its bytes are read)."""
         raise NotImplementedError
 
+    #: A whole (non-streamed) response's readers: the client-side view, then the recording.
+    observe_whole: Callable[[Observation, Any], None]
+    record_whole: Callable[[LLMRecorder, Any], None]
+
     def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
         """Record a whole (non-streamed) response."""
-        raise NotImplementedError
+        response = decode(body)
+        self.observe_whole(obs, response)
+        self.record_whole(recorder, response)
 
     # -- the flow ----------------------------------------------------------------------------
     async def request(self, prompt: Prompt, obs: Observation) -> None:
@@ -203,6 +209,8 @@ class OpenAILean(LeanAdapter):
 
     provider = "openai"
     path = "/chat/completions"
+    observe_whole = staticmethod(observe_openai_completion)
+    record_whole = staticmethod(openai_extract.on_chat_completion)
 
     def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
         super().__init__(target, options, *providers)
@@ -239,18 +247,14 @@ class OpenAILean(LeanAdapter):
 
         return read
 
-    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
-        """See :class:`LeanAdapter`."""
-        completion = decode(body)
-        observe_openai_completion(obs, completion)
-        openai_extract.on_chat_completion(recorder, completion)
-
 
 class AnthropicLean(LeanAdapter):
     """``POST /v1/messages``, SSE."""
 
     provider = "anthropic"
     path = "/v1/messages"
+    observe_whole = staticmethod(observe_anthropic_message)
+    record_whole = staticmethod(anthropic_extract.on_message)
 
     def headers(self, target: Target) -> dict[str, str]:
         """See :class:`LeanAdapter`."""
@@ -283,12 +287,6 @@ class AnthropicLean(LeanAdapter):
 
         return read
 
-    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
-        """See :class:`LeanAdapter`."""
-        message = decode(body)
-        observe_anthropic_message(obs, message)
-        anthropic_extract.on_message(recorder, message)
-
 
 class OllamaLean(LeanAdapter):
     """``POST /api/chat``, NDJSON."""
@@ -296,6 +294,8 @@ class OllamaLean(LeanAdapter):
     provider = "ollama"
     path = "/api/chat"
     sep = _NDJSON
+    observe_whole = staticmethod(observe_ollama_final)
+    record_whole = staticmethod(ollama_extract.on_chat_response)
 
     def body(self, prompt: Prompt) -> dict[str, Any]:
         """See :class:`LeanAdapter`."""
@@ -318,12 +318,6 @@ class OllamaLean(LeanAdapter):
             ollama_extract.on_chat_chunk(recorder, part)
 
         return read
-
-    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
-        """See :class:`LeanAdapter`."""
-        response = decode(body)
-        observe_ollama_final(obs, response)
-        ollama_extract.on_chat_response(recorder, response)
 
 
 def _message(error: Any) -> str:
