@@ -571,3 +571,37 @@ def test_https_verifies_the_server_against_the_trusted_roots(
     got, refused = asyncio.run(go())
     assert got == body
     assert isinstance(refused, HTTPConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(refused)
+
+
+def test_histogram_values_wait_for_the_collect_and_none_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otelbench.replay import telemetry as replay_telemetry
+
+    t = replay_telemetry.Telemetry()
+    histogram = t.instrumented_meter_provider.get_meter("test").create_histogram("h")
+    attrs = {"k": "v"}
+    for _ in range(10):
+        histogram.record(0.1, attrs)
+    attrs["k"] = "changed"  # the caller reuses its dict: the queued values keep what it said
+
+    def points() -> list[Any]:
+        data = t.collect()
+        assert data is not None
+        return [
+            p
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "h"
+            for p in m.data.data_points
+        ]
+
+    (point,) = points()
+    assert point.count == 10 and dict(point.attributes) == {"k": "v"}
+    # A long run never holds more than BACKLOG_LIMIT values back.
+    monkeypatch.setattr(replay_telemetry, "BACKLOG_LIMIT", 4)
+    for _ in range(9):
+        histogram.record(0.2, attrs)
+    assert len(t._gate.backlog) == 1  # 4 + 4 handed over, 1 waiting
+    (point,) = points()
+    assert point.count == 9
+    t.shutdown()
