@@ -163,8 +163,10 @@ class RecordedValues:
 Sink = Callable[[str, float, "Mapping[str, Any] | None", "Context | None"], None]
 
 
-#: Histogram values held back before they are handed to the SDK in one go (see _Gate).
-BACKLOG_LIMIT = 65_536
+#: Histogram values held back at most (see _Gate): ~3 MB. Past it, the oldest go to the SDK
+#: BACKLOG_STEP at a time (~15 ms of aggregation each here), so no single pause is long.
+BACKLOG_LIMIT = 32_768
+BACKLOG_STEP = 1_024
 
 
 class _Gate:
@@ -174,19 +176,37 @@ class _Gate:
     Aggregating one value costs the OpenTelemetry SDK ~14 us here, and a stream records one per
     chunk gap: done at once, that is a third of a loaded replay's CPU, taken from the event loop
     that stamps the responses' bytes. So values are queued and handed over in one go before each
-    collect (at most BACKLOG_LIMIT wait: ~2 MB). The per-request capture still happens at once.
+    collect (at most BACKLOG_LIMIT wait). The per-request capture still happens at once.
     """
 
-    __slots__ = ("backlog", "open")
+    __slots__ = ("_copy", "_source", "backlog", "open")
 
     def __init__(self) -> None:
         self.open = False
         self.backlog: list[tuple[Any, float, Any, Context | None]] = []
+        self._source: Any = None
+        self._copy: Any = None
 
-    def flush(self) -> None:
-        """Hand every queued value to its instrument."""
-        backlog, self.backlog = self.backlog, []
-        for instrument, amount, attributes, context in backlog:
+    def keep(self, attributes: Any) -> Any:
+        """A copy of ``attributes`` to queue (the caller may change its dict later); one copy
+        serves consecutive values recorded with the same dict (a stream's chunk gaps; a dict
+        changed between two such records would keep its first copy, which the instrumentation,
+        building its attributes before recording, never does)."""
+        if attributes is not self._source:
+            self._source = attributes
+            self._copy = dict(attributes) if attributes else None
+        return self._copy
+
+    def flush(self, count: int | None = None) -> None:
+        """Hand the oldest ``count`` queued values (all by default) to their instruments."""
+        backlog = self.backlog
+        if count is None or count >= len(backlog):
+            self.backlog, batch = [], backlog
+        else:
+            batch = backlog[:count]
+            del backlog[:count]
+        self._source = self._copy = None
+        for instrument, amount, attributes, context in batch:
             instrument.record(amount, attributes, context)
 
 
@@ -215,13 +235,13 @@ class _TeeHistogram(_Mirrored, metrics.Histogram):
         # Queued, not aggregated now (see _Gate); a copy, as the caller may reuse its dict.
         gate = self._gate
         backlog = gate.backlog
-        kept = dict(attributes) if attributes else None
+        kept = gate.keep(attributes)
         backlog.append((self._inner, amount, kept, context))
         if self._twin is not None and gate.open:
             # The mirror's exemplars link to the span current now, not at the flush.
             backlog.append((self._twin, amount, kept, context or otel_context.get_current()))
         if len(backlog) >= BACKLOG_LIMIT:
-            gate.flush()
+            gate.flush(BACKLOG_STEP)
         self._sink(self._name, amount, attributes, context)
 
 
