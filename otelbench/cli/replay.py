@@ -164,9 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     load.add_argument(
         "--max-retries", type=_non_negative_int, default=None, help="SDK retries per request (default 2)"
     )
-    load.add_argument(
-        "--timeout", type=_positive_float, default=600.0, help="SDK timeout per request in seconds"
-    )
+    load.add_argument("--timeout", type=_positive_float, default=600.0, help="timeout per request in seconds")
     load.add_argument(
         "--drain-timeout",
         type=_positive_float,
