@@ -1,5 +1,8 @@
 """One adapter per official SDK: send a prompt, note what the client saw, raise the SDK's errors.
 
+The request bodies and the per-item readers are module functions, shared with the lean HTTP
+client's adapters (:mod:`otelbench.replay.lean`, ``replay --client http``).
+
 The adapters never time anything for the summary (the instrumentation does that); they record
 the client-side view for the raw log: when each content-bearing chunk arrived (text, tool-call
 or thinking deltas; role-only and bookkeeping chunks don't count, as in the instrumentation),

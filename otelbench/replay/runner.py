@@ -1,5 +1,8 @@
 """Run one replay: warm up, load each target through its instrumented SDK, collect the metrics.
 
+(With ``client.kind == "http"`` the targets are loaded through the lean HTTP client instead,
+which records through the same instrumentation recorder: :mod:`otelbench.replay.lean`.)
+
 Phases: (1) warm-up of every target at once (closed loop, excluded from the statistics; a
 target whose every warm-up request fails stops the run with a ProviderError); the metrics
 collected so far are dropped; (2) the measured load, target after target (or all at once with ``parallel``),
