@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.metrics import (
@@ -175,8 +174,9 @@ class _Gate:
 
     Aggregating one value costs the OpenTelemetry SDK ~14 us here, and a stream records one per
     chunk gap: done at once, that is a third of a loaded replay's CPU, taken from the event loop
-    that stamps the responses' bytes. So values are queued and handed over in one go before each
-    collect (at most BACKLOG_LIMIT wait). The per-request capture still happens at once.
+    that stamps the responses' bytes. So values for the in-memory reader are queued and handed
+    over in one go before each collect (at most BACKLOG_LIMIT wait). The per-request capture and
+    the OTLP mirror (``--otlp-endpoint``, exported while the load runs) still happen at once.
     """
 
     __slots__ = ("_copy", "_source", "backlog", "open")
@@ -232,16 +232,16 @@ class _TeeHistogram(_Mirrored, metrics.Histogram):
         self._sink = sink
 
     def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
-        # Queued, not aggregated now (see _Gate); a copy, as the caller may reuse its dict.
+        # Queued for the summary's reader, not aggregated now (see _Gate); a copy of the
+        # attributes, as the caller may reuse its dict.
         gate = self._gate
         backlog = gate.backlog
-        kept = gate.keep(attributes)
-        backlog.append((self._inner, amount, kept, context))
-        if self._twin is not None and gate.open:
-            # The mirror's exemplars link to the span current now, not at the flush.
-            backlog.append((self._twin, amount, kept, context or otel_context.get_current()))
+        backlog.append((self._inner, amount, gate.keep(attributes), context))
         if len(backlog) >= BACKLOG_LIMIT:
             gate.flush(BACKLOG_STEP)
+        if self._twin is not None and gate.open:
+            # Not queued: a Collector (and a dashboard behind it) sees the load while it runs.
+            self._twin.record(amount, attributes, context)
         self._sink(self._name, amount, attributes, context)
 
 
