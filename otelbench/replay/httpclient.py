@@ -92,6 +92,8 @@ class _Connection(asyncio.Protocol):
         self._arrival_ns = 0
         self._waiter: asyncio.Future[None] | None = None
         self._handler: Callable[[bytes], None] | None = None
+        self._dispatch_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._sep: bytes | None = None
         self.begin(None)
@@ -140,6 +142,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.open = True
+        self._loop = asyncio.get_running_loop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -193,7 +196,13 @@ class _Connection(asyncio.Protocol):
         if not self.complete and self._sep is not None and self._body:
             self._split()
         if self._handler is not None:
-            self._dispatch()
+            # Handled on the loop's next turn, not here: the other connections' bytes read in
+            # this turn get their time stamps before any of this turn's events is parsed.
+            if not self._dispatch_pending:
+                self._dispatch_pending = True
+                loop = self._loop
+                assert loop is not None  # set by connection_made, which comes first
+                loop.call_soon(self._dispatch)
         else:
             self._wake()
 
@@ -334,16 +343,18 @@ class _Connection(asyncio.Protocol):
         return None
 
     def deliver(self, handler: Callable[[bytes], None]) -> None:
-        """Push mode: call ``handler`` with each event as it is read, inside ``data_received``
-        (``event_ns`` set first); the events already read go now. Waiting for the end is then one
-        wake-up per response instead of one per event. A handler's exception fails the response
-        and drops the connection."""
+        """Push mode: call ``handler`` with each event (``event_ns`` set first) on the loop turn
+        after its bytes were read, without waking the request's task; the events already read go
+        now. Waiting for the end is then one wake-up per response instead of one per event. A
+        handler's exception fails the response and drops the connection."""
         self._handler = handler
         self._dispatch()
 
     def _dispatch(self) -> None:
+        self._dispatch_pending = False
         handler, events = self._handler, self._events
-        assert handler is not None
+        if handler is None:  # the response ended (or failed) before this turn
+            return
         while events:
             self.event_ns, event = events.popleft()
             try:
