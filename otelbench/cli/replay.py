@@ -322,6 +322,22 @@ def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:
                 f"--target {target.id}: --client http speaks openai, anthropic and ollama, not bedrock "
                 "(SigV4-signed; use --client sdk)"
             )
+    # The SDKs go through HTTP(S)_PROXY; the lean client connects directly: say so, once.
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    for target in targets:
+        if target.is_mock:
+            continue
+        scheme = "https" if target.endpoint.startswith("https://") else "http"
+        host = target.host_port[0] or ""
+        if proxies.get(scheme) and not urllib.request.proxy_bypass(host):
+            print(
+                f"otelbench: warning: --client http ignores {scheme.upper()}_PROXY; {target.id} is "
+                "reached directly",
+                file=sys.stderr,
+            )
+            break
 
 
 def _check_workers(workers: int, concurrency: int, rate: float | None, requests: int | None) -> None:

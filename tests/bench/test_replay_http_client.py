@@ -609,3 +609,21 @@ def test_histogram_values_wait_for_the_collect_and_none_is_lost(monkeypatch: pyt
     assert (dict(first.attributes), first.count) == ({"k": "changed"}, 9)
     assert (dict(second.attributes), second.count) == ({"k": "other"}, 1)
     t.shutdown()
+
+
+def test_a_proxy_in_the_environment_is_named_as_ignored(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    argv = ["replay", "--target", f"openai:m@http://127.0.0.1:{port}/v1", "--requests", "1"]
+    main([*argv, "--client", "http", "--output-dir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert "--client http ignores HTTP_PROXY; openai:m@http://127.0.0.1:" in err
+    assert "Traceback" not in err
