@@ -44,6 +44,7 @@ import math
 import os
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,7 +98,10 @@ class HarnessConfig:
     tools: tuple[str, ...] = ALL_TOOLS
     run_timeout_s: float = 180.0  # per tool invocation (the process group is killed past it)
     install_timeout_s: float = 900.0  # per uv command (vllm pulls CUDA wheels, GBs)
-    time_budget_s: float = 600.0  # later runs are skipped (and listed) past this
+    time_budget_s: float = 600.0  # per round: later runs are skipped (and listed) past it
+    #: Every phase of every tool this many times, interleaved round by round; the metrics are
+    #: medians over the rounds, with min and max of the headline ones.
+    rounds: int = 1
 
     def requests(self, concurrency: int) -> int:
         """Requests of an accuracy run at ``concurrency``."""
@@ -141,6 +145,7 @@ class RunOutcome:
     records: int = 0
     stderr_tail: str = ""
     cpu_s: float = math.nan  # CPU of the tool's process tree (start-up included)
+    round: int = 0
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row for the details (times in ms)."""
@@ -151,6 +156,7 @@ class RunOutcome:
         row: dict[str, Any] = {
             "tool": self.tool,
             "phase": self.phase,
+            "round": self.round + 1,
             "status": self.status,
             "command": self.command,
             "wall_s": round(self.wall_s, 2),
@@ -230,6 +236,11 @@ class HarnessPeersTarget:
         chosen = os.environ.get("OTELBENCH_HARNESS_TOOLS")
         if chosen and "tools" not in overrides:
             overrides["tools"] = tuple(t.strip() for t in chosen.split(",") if t.strip())
+        rounds = os.environ.get("OTELBENCH_HARNESS_ROUNDS")
+        if rounds and "rounds" not in overrides:
+            if not rounds.isdigit():
+                raise ValueError(f"OTELBENCH_HARNESS_ROUNDS={rounds!r}: not a whole number")
+            overrides["rounds"] = int(rounds)
         if overrides:
             config = HarnessConfig(**{**asdict(config), **overrides})
         unknown = [t for t in config.tools if t not in ALL_TOOLS]
@@ -237,6 +248,8 @@ class HarnessPeersTarget:
             raise ValueError(f"unknown tool {unknown[0]!r} (known: {', '.join(ALL_TOOLS)})")
         if min(config.concurrencies, default=0) < 1 or config.output_tokens < 2 or config.capacity_tokens < 1:
             raise ValueError("concurrencies >= 1, output_tokens >= 2 and capacity_tokens >= 1 required")
+        if not 1 <= config.rounds <= 20:
+            raise ValueError(f"rounds {config.rounds}: 1 to 20")
         self.config = config
 
     # --- the run ------------------------------------------------------------------------------
@@ -267,7 +280,9 @@ class HarnessPeersTarget:
         with tempfile.TemporaryDirectory(prefix="otelbench-harness-") as tmp:
             tokenizer = write_tokenizer(Path(tmp, "tokenizer"), WORDS)
             with MockServer(MockConfig(seed=0, profiles=profiles), isolated=True) as server:
-                for phase, concurrency, requests, stream in phases:
+                for rnd, (phase, concurrency, requests, stream) in (
+                    (r, p) for r in range(cfg.rounds) for p in phases
+                ):
                     for tool in tools:
                         if states[tool.name].status != "ok":
                             continue
@@ -276,10 +291,11 @@ class HarnessPeersTarget:
                                 f"{tool.name}/{phase}: needs concurrency >= {tool.min_concurrency}"
                             )
                             continue
-                        if time.monotonic() - started > cfg.time_budget_s:
-                            skipped.append(f"{tool.name}/{phase}")
+                        where = f"{tool.name}/{phase}" + (f"/round {rnd + 1}" if cfg.rounds > 1 else "")
+                        if time.monotonic() - started > cfg.time_budget_s * cfg.rounds:
+                            skipped.append(where)
                             continue
-                        print(f"{TARGET_ID}: {tool.label}: {phase} ({requests} requests)", file=sys.stderr)
+                        print(f"{TARGET_ID}: {tool.label}: {where} ({requests} requests)", file=sys.stderr)
                         outcomes.append(
                             self._run_one(
                                 server,
@@ -291,6 +307,7 @@ class HarnessPeersTarget:
                                 stream,
                                 tokenizer,
                                 Path(tmp),
+                                rnd,
                             )
                         )
         metrics = self._figures(outcomes)
@@ -359,10 +376,13 @@ class HarnessPeersTarget:
         stream: bool,
         tokenizer: Path,
         tmp: Path,
+        rnd: int = 0,
     ) -> RunOutcome:
         cfg = self.config
-        model = f"{'cap' if phase == 'capacity' else 'acc'}-{tool.name}-{phase}"
-        workdir = tmp / f"{tool.name}-{phase}"
+        # One model name per run, so the mock's records of a run are exactly its requests.
+        suffix = f"-r{rnd + 1}" if rnd else ""
+        model = f"{'cap' if phase == 'capacity' else 'acc'}-{tool.name}-{phase}{suffix}"
+        workdir = tmp / f"{tool.name}-{phase}{suffix}"
         workdir.mkdir()
         spec = RunSpec(
             url=server.url,
@@ -388,6 +408,7 @@ class HarnessPeersTarget:
             requests,
             stderr_tail=stderr,
             cpu_s=_children_cpu_s() - cpu0,
+            round=rnd,
         )
         records = measured_records(server.records, model, tool.warmup_records)
         outcome.records = len(records)
@@ -408,25 +429,18 @@ class HarnessPeersTarget:
 
     # --- figures ------------------------------------------------------------------------------
     def _figures(self, outcomes: list[RunOutcome]) -> dict[str, float]:
-        metrics: dict[str, float] = {}
+        """Each run's figures; over several rounds, their median, and the headline figures'
+        smallest and largest as ``<name>_min`` / ``<name>_max``."""
+        values: dict[str, list[float]] = {}
         for o in outcomes:
-            if o.figures is None or o.truth is None:
-                continue
-            f, t = o.figures, o.truth
-            if o.phase == "capacity":
-                metrics[f"{o.tool}_max_rps"] = t.rate_per_s
-                if f.latency is not None and t.latency is not None:
-                    err = f.latency.minus(t.latency)
-                    metrics[f"{o.tool}_latency_p50_inflation_ms"] = err.p50 * 1e3
-                    metrics[f"{o.tool}_latency_mean_inflation_ms"] = err.mean * 1e3
-                continue
-            prefix = f"{o.tool}_{o.phase}"
-            for name, reported, truth in (("ttft", f.ttft, t.ttft), ("itl", f.itl, t.itl)):
-                if reported is None or truth is None:
-                    continue
-                for key, value in reported.minus(truth).as_ms().items():
-                    metrics[f"{prefix}_{name}_{key.removesuffix('_ms')}_err_ms"] = value
-            metrics[f"{prefix}_inflight_ratio"] = t.inflight_mean / o.concurrency
+            for name, value in _run_figures(o).items():
+                values.setdefault(name, []).append(value)
+        metrics: dict[str, float] = {}
+        for name, seen in values.items():
+            metrics[name] = statistics.median(seen)
+            if self.config.rounds > 1 and name.endswith(_SPREAD_SUFFIXES):
+                metrics[f"{name}_min"] = min(seen)
+                metrics[f"{name}_max"] = max(seen)
         return metrics
 
     def table(self, outcomes: list[RunOutcome], states: dict[str, ToolState]) -> str:
@@ -438,6 +452,12 @@ class HarnessPeersTarget:
             "| tool | C | status | TTFT err p50 / p99 / mean | ITL err p50 / p99 / mean | in flight / C |",
             "|---|---:|---|---:|---:|---:|",
         ]
+
+        rounds = self.config.rounds
+
+        def label(o: RunOutcome) -> str:
+            name = states[o.tool].label
+            return f"{name} (round {o.round + 1})" if rounds > 1 else name
 
         def err(reported: Stat | None, truth: Stat | None) -> str:
             if reported is None or truth is None:
@@ -451,12 +471,10 @@ class HarnessPeersTarget:
             t = o.truth
             held = f"{t.inflight_mean:.1f} / {o.concurrency}" if t else "-"
             if o.figures is None:
-                lines.append(
-                    f"| {states[o.tool].label} | {o.concurrency} | {o.status[:80]} | - | - | {held} |"
-                )
+                lines.append(f"| {label(o)} | {o.concurrency} | {o.status[:80]} | - | - | {held} |")
                 continue
             lines.append(
-                f"| {states[o.tool].label} | {o.concurrency} | ok | {err(o.figures.ttft, t.ttft if t else None)} "
+                f"| {label(o)} | {o.concurrency} | ok | {err(o.figures.ttft, t.ttft if t else None)} "
                 f"| {err(o.figures.itl, t.itl if t else None)} | {held} |"
             )
         lines += [
@@ -473,18 +491,77 @@ class HarnessPeersTarget:
                 continue
             t = o.truth
             if o.figures is None or t is None or o.figures.latency is None or t.latency is None:
-                lines.append(f"| {states[o.tool].label} | {o.status[:80]} | - | - | - | - | - |")
+                lines.append(f"| {label(o)} | {o.status[:80]} | - | - | - | - | - |")
                 continue
             e = o.figures.latency.minus(t.latency)
             lines.append(
-                f"| {states[o.tool].label} | ok | {t.rate_per_s:,.0f} | {t.latency.p50 * 1e3:.2f} "
+                f"| {label(o)} | ok | {t.rate_per_s:,.0f} | {t.latency.p50 * 1e3:.2f} "
                 f"| {o.figures.latency.p50 * 1e3:.2f} | {e.p50 * 1e3:+.2f} / {e.mean * 1e3:+.2f} "
                 f"| {o.cpu_s:.1f} / {o.wall_s:.1f} |"
             )
+        if rounds > 1:
+            lines += self._rounds_table(outcomes, states)
         missing = [f"{s.label}: {s.status}" for s in states.values() if s.status != "ok"]
         if missing:
             lines += ["", "Not measured: " + "; ".join(missing)]
         return "\n".join(lines)
+
+    def _rounds_table(self, outcomes: list[RunOutcome], states: dict[str, ToolState]) -> list[str]:
+        """Median [min, max] over the rounds of the headline figures, per tool and phase."""
+        m = self._figures(outcomes)
+
+        def cell(name: str, fmt: str) -> str:
+            if name not in m:
+                return "-"
+            return f"{m[name]:{fmt}} [{m[name + '_min']:{fmt}}, {m[name + '_max']:{fmt}}]"
+
+        lines = [
+            "",
+            f"Over {self.config.rounds} rounds: median [min, max]",
+            "",
+            "| tool | C | TTFT err p50 ms | TTFT err p99 ms | in flight / C |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        pairs = list(dict.fromkeys((o.tool, o.phase, o.concurrency) for o in outcomes))
+        for tool, phase, concurrency in pairs:
+            if phase == "capacity":
+                continue
+            prefix = f"{tool}_{phase}"
+            lines.append(
+                f"| {states[tool].label} | {concurrency} | {cell(prefix + '_ttft_p50_err_ms', '+.2f')} "
+                f"| {cell(prefix + '_ttft_p99_err_ms', '+.2f')} | {cell(prefix + '_inflight_ratio', '.3f')} |"
+            )
+        lines += ["", "| tool | max req/s |", "|---|---:|"]
+        for tool in dict.fromkeys(o.tool for o in outcomes if o.phase == "capacity"):
+            lines.append(f"| {states[tool].label} | {cell(tool + '_max_rps', ',.0f')} |")
+        return lines
+
+
+#: Figures reported with their range over the rounds, besides the median.
+_SPREAD_SUFFIXES = ("_ttft_p50_err_ms", "_ttft_p99_err_ms", "_inflight_ratio", "_max_rps")
+
+
+def _run_figures(o: RunOutcome) -> dict[str, float]:
+    """The metrics of one run (none when it produced no figures)."""
+    metrics: dict[str, float] = {}
+    if o.figures is None or o.truth is None:
+        return metrics
+    f, t = o.figures, o.truth
+    if o.phase == "capacity":
+        metrics[f"{o.tool}_max_rps"] = t.rate_per_s
+        if f.latency is not None and t.latency is not None:
+            err = f.latency.minus(t.latency)
+            metrics[f"{o.tool}_latency_p50_inflation_ms"] = err.p50 * 1e3
+            metrics[f"{o.tool}_latency_mean_inflation_ms"] = err.mean * 1e3
+        return metrics
+    prefix = f"{o.tool}_{o.phase}"
+    for name, reported, truth in (("ttft", f.ttft, t.ttft), ("itl", f.itl, t.itl)):
+        if reported is None or truth is None:
+            continue
+        for key, value in reported.minus(truth).as_ms().items():
+            metrics[f"{prefix}_{name}_{key.removesuffix('_ms')}_err_ms"] = value
+    metrics[f"{prefix}_inflight_ratio"] = t.inflight_mean / o.concurrency
+    return metrics
 
 
 def _children_cpu_s() -> float:

@@ -297,3 +297,52 @@ def test_runs_ours_and_reports_every_tool_it_was_given() -> None:
         for tool in ("otelbench", "otelbench_http"):
             assert math.isfinite(result.metrics[f"{tool}_{key}"]), (tool, key)
     assert result.metrics["otelbench_c1_inflight_ratio"] > 0
+
+
+def test_rounds_report_medians_with_their_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otelbench.targets._harness_tools import Figures
+    from otelbench.targets._harness_truth import Truth
+
+    def outcome(rnd: int, ttft_err_s: float, rate: float) -> list[RunOutcome]:
+        truth_ttft = Stat(0.050, 0.050, 0.051)
+        tool_ttft = Stat(0.050 + ttft_err_s, 0.050 + ttft_err_s, 0.051 + 2 * ttft_err_s)
+        accuracy = RunOutcome("otelbench_http", "c64", "ok", [], 1.0, 64, 256, round=rnd)
+        accuracy.figures = Figures(tool_ttft, None, None, None, 256, 0)
+        accuracy.truth = Truth(256, 0, truth_ttft, None, None, 60.0 + rnd, 64, 500.0, 1.0)
+        capacity = RunOutcome("otelbench_http", "capacity", "ok", [], 1.0, 64, 1000, round=rnd)
+        capacity.figures = Figures(None, None, None, None, 1000, 0)
+        capacity.truth = Truth(1000, 0, None, None, None, 60.0, 64, rate, 1.0)
+        return [accuracy, capacity]
+
+    runs = outcome(0, 0.001, 2000.0) + outcome(1, 0.003, 1500.0) + outcome(2, 0.002, 2500.0)
+    target = HarnessPeersTarget(tools=("otelbench_http",), rounds=3)
+    m = target._figures(runs)
+    assert m["otelbench_http_c64_ttft_p50_err_ms"] == pytest.approx(2.0)
+    assert (m["otelbench_http_c64_ttft_p50_err_ms_min"], m["otelbench_http_c64_ttft_p50_err_ms_max"]) == (
+        pytest.approx(1.0),
+        pytest.approx(3.0),
+    )
+    assert m["otelbench_http_c64_ttft_p99_err_ms"] == pytest.approx(4.0)
+    assert (
+        m["otelbench_http_max_rps"],
+        m["otelbench_http_max_rps_min"],
+        m["otelbench_http_max_rps_max"],
+    ) == (
+        2000.0,
+        1500.0,
+        2500.0,
+    )
+    assert m["otelbench_http_c64_inflight_ratio"] == pytest.approx(61 / 64)
+    assert "otelbench_http_c64_ttft_mean_err_ms_min" not in m  # ranges for the headline figures only
+    table = target.table(runs, {"otelbench_http": ToolState("otelbench_http", "ours http")})
+    assert "| ours http (round 3) | 64 | ok |" in table
+    assert "| ours http | 64 | +2.00 [+1.00, +3.00] | +4.00 [+2.00, +6.00] |" in table
+    assert "| ours http | 2,000 [1,500, 2,500] |" in table
+    # One round: no ranges, plain labels.
+    single = HarnessPeersTarget(tools=("otelbench_http",))._figures(outcome(0, 0.001, 2000.0))
+    assert not [k for k in single if k.endswith(("_min", "_max"))]
+    monkeypatch.setenv("OTELBENCH_HARNESS_ROUNDS", "3")
+    assert HarnessPeersTarget().config.rounds == 3
+    monkeypatch.setenv("OTELBENCH_HARNESS_ROUNDS", "many")
+    with pytest.raises(ValueError, match="OTELBENCH_HARNESS_ROUNDS"):
+        HarnessPeersTarget()
