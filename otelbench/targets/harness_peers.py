@@ -1,8 +1,8 @@
 """Target ``harness-peers``: ``otelbench replay`` next to the load generators people would otherwise use.
 
 Tools: ``otelbench replay`` (ours, from the project environment; also ``--workers 2``,
-``--client http`` and both, when the installed CLI offers them), GuideLLM, AIPerf, inference-perf and ``vllm bench serve``, each in its
-own virtualenv (:mod:`._harness_tools` has the pins, command lines and output parsers). Every tool
+``--client http`` and both, when the installed CLI offers them), GuideLLM, AIPerf,
+inference-perf and ``vllm bench serve``, each in its own virtualenv (:mod:`._harness_tools` has the pins, command lines and output parsers). Every tool
 is driven as a user would drive it, as a subprocess with its own CLI, against one mock server
 (``MockServer(isolated=True)``, its own process, 127.0.0.1) in the same run, and read back from
 its own output file.
@@ -32,7 +32,9 @@ figures, the truth, counts and the stderr tail, and per tool its pins and instal
 
 Configuration: ``OTELBENCH_HARNESS_DIR`` moves the virtualenvs (default
 ``~/.cache/otelbench/harness-peers/<tool>-<hash of pins>/``); ``OTELBENCH_HARNESS_TOOLS`` (comma-
-separated: otelbench, otelbench_w2, otelbench_http, otelbench_http_w2, guidellm, aiperf, inference_perf, vllm) runs a subset.
+separated: otelbench, otelbench_w2, otelbench_http, otelbench_http_w2, guidellm, aiperf,
+inference_perf, vllm) runs a subset; ``OTELBENCH_HARNESS_ROUNDS`` (1-20) repeats everything,
+round after round, and reports medians.
 """
 
 from __future__ import annotations
