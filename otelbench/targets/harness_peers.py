@@ -2,10 +2,10 @@
 
 Tools: ``otelbench replay`` (ours, from the project environment; also ``--workers 2``,
 ``--client http`` and both, when the installed CLI offers them), GuideLLM, AIPerf,
-inference-perf and ``vllm bench serve``, each in its own virtualenv (:mod:`._harness_tools` has the pins, command lines and output parsers). Every tool
-is driven as a user would drive it, as a subprocess with its own CLI, against one mock server
-(``MockServer(isolated=True)``, its own process, 127.0.0.1) in the same run, and read back from
-its own output file.
+inference-perf and ``vllm bench serve``, each in its own virtualenv (:mod:`._harness_tools` has
+the pins, command lines and output parsers). Every tool is driven as a user would drive it, as a
+subprocess with its own CLI, against one mock server (``MockServer(isolated=True)``, its own
+process, 127.0.0.1) in the same run, and read back from its own output file.
 
 Phases, interleaved (every tool runs a phase before the next phase starts):
 
