@@ -172,7 +172,11 @@ def test_sweep_finds_the_configured_best_and_its_cis_contain_the_true_values(tmp
         assert d.significant == (config["num_ctx"] == 4096), (config, d)
         if config["num_ctx"] == 4096:
             assert d.relative == pytest.approx((1 + 4096 / 8192) / (1 + 512 / 8192) - 1, abs=0.08)
-    assert not diffs[(2, "tpot_p50")].significant  # (4096, 8) vs (512, 8): same tokens
+    # (4096, 8) vs (512, 8): the same tokens. Not a configured effect, but over ~100 values per
+    # side the client's timing can make a 0.1 % shift "significant" (it did once: -12 us on
+    # 8 ms, p = 6e-5), so the check is on the size, against the 150 % of a configured one.
+    same = diffs[(2, "tpot_p50")]
+    assert abs(same.relative) < 0.02, same
     assert diffs[(1, "tpot_p50")].significant  # num_gpu 32 vs 8: 5 ms vs 2 ms per token
 
     csv_path, md_path = write_sweep(result, tmp_path)
