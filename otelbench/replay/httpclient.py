@@ -87,7 +87,7 @@ class _Connection(asyncio.Protocol):
         self._raw = bytearray()  # chunked framing not yet decoded
         self._body = bytearray()  # decoded body not yet split into events
         self._events: deque[tuple[int, bytes]] = deque()
-        #: When the bytes of the event last returned by next_event were read (perf_counter_ns).
+        #: When the bytes of the event being handled were read (perf_counter_ns).
         self.event_ns = 0
         self._arrival_ns = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -332,15 +332,6 @@ class _Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
-
-    def next_event(self) -> bytes | None:
-        """The next complete event, or None if none is ready; raises the response's error."""
-        if self._events:
-            self.event_ns, event = self._events.popleft()
-            return event
-        if self.error is not None:
-            raise self.error
-        return None
 
     def deliver(self, handler: Callable[[bytes], None]) -> None:
         """Push mode: call ``handler`` with each event (``event_ns`` set first) on the loop turn

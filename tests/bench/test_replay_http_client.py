@@ -216,10 +216,8 @@ def test_a_stream_cut_by_the_server_fails_and_its_connection_is_not_reused(mock_
         for _ in range(2):
             conn = await pool.post("/chat/completions", body, accept="text/event-stream", sep=b"\n\n")
             try:
-                while not conn.complete:
-                    while conn.next_event() is not None:
-                        pass
-                    await conn.wait()
+                conn.deliver(lambda event: None)
+                await conn.finished()
                 errors.append(None)
             except HTTPProtocolError as exc:
                 errors.append(exc)
@@ -360,14 +358,8 @@ def test_chunked_sse_split_anywhere_gives_the_same_events(write_size: int) -> No
         for _ in range(2):
             conn = await pool.post("/x", b"{}", accept="text/event-stream", sep=b"\n\n")
             events: list[bytes] = []
-            while True:
-                event = conn.next_event()
-                if event is not None:
-                    events.append(event)
-                elif conn.complete:
-                    break
-                else:
-                    await conn.wait()
+            conn.deliver(events.append)
+            await conn.finished()
             assert conn.status == 200 and conn.reused == bool(results)
             pool.release(conn)
             results.append(events)
