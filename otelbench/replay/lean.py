@@ -68,9 +68,9 @@ _DECODER = json.JSONDecoder(
 )  # one decoder: json.loads(..., object_hook) builds one per call
 
 
-def decode(data: bytes | str) -> Any:
+def decode(data: bytes) -> Any:
     """JSON with every object readable by attribute (what the extractors and observers expect)."""
-    return _DECODER.decode(data.decode() if isinstance(data, bytes) else data)
+    return _DECODER.decode(data.decode())
 
 
 def sse_data(event: bytes) -> bytes | None:
@@ -104,8 +104,8 @@ class LeanAdapter:
         self.stream = options.stream
         self.extra = options_for(target.scheme, options.request)
         self.pool = Pool(self.endpoint, options.timeout, self.headers(target))
-        host, port = target.host_port
-        self.server_address, self.server_port = host, port
+        # server.address / server.port: the endpoint just parsed (as Target.host_port would say).
+        self.server_address, self.server_port = self.endpoint.host, self.endpoint.port
         # The settings the replay gives the SDK instrumentation (instrumented() in telemetry.py).
         self.telemetry = Telemetry(tracer_provider, meter_provider, load_settings(False, CHUNK_TIMING))
 
