@@ -34,6 +34,7 @@ import socket
 import threading
 import urllib.parse
 import uuid
+from array import array
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -162,52 +163,88 @@ class RecordedValues:
 Sink = Callable[[str, float, "Mapping[str, Any] | None", "Context | None"], None]
 
 
-#: Histogram values held back at most (see _Gate): ~3 MB. Past it, the oldest go to the SDK
-#: BACKLOG_STEP at a time (~15 ms of aggregation each here), so no single pause is long.
-BACKLOG_LIMIT = 32_768
+#: Histogram values held back at most (see _Gate): 8 bytes each, so 8 MiB. Past it, values go to
+#: the SDK BACKLOG_STEP at a time (~15 ms of aggregation each here), so no single pause is long.
+BACKLOG_LIMIT = 1 << 20
 BACKLOG_STEP = 1_024
+
+
+_TYPECODES = {float: "d", int: "q"}
+
+
+class _Queued:
+    """The values waiting for one histogram under one attribute set, in a compact array."""
+
+    __slots__ = ("attributes", "instrument", "values")
+
+    def __init__(self, instrument: Any, attributes: Any, typecode: str) -> None:
+        self.instrument = instrument
+        self.attributes = attributes
+        self.values: array[Any] = array(typecode)
+
+    def hand_over(self, count: int) -> int:
+        """Record the last ``count`` values (order does not matter to a histogram)."""
+        values = self.values
+        batch = values[-count:] if count < len(values) else values
+        record, attributes = self.instrument.record, self.attributes
+        for amount in batch:
+            record(amount, attributes)
+        del values[len(values) - len(batch) :]
+        return len(batch)
 
 
 class _Gate:
     """Whether values currently flow to the OTLP mirror (off during warm-up), and the histogram
     values waiting to reach the SDK.
 
-    Aggregating one value costs the OpenTelemetry SDK ~14 us here, and a stream records one per
-    chunk gap: done at once, that is a third of a loaded replay's CPU, taken from the event loop
-    that stamps the responses' bytes. So values for the in-memory reader are queued and handed
-    over in one go before each collect (at most BACKLOG_LIMIT wait). The per-request capture and
-    the OTLP mirror (``--otlp-endpoint``, exported while the load runs) still happen at once.
+    Aggregating one value costs the OpenTelemetry SDK ~14 us here (it cleans, copies and hashes
+    the attributes each time), and a stream records one per chunk gap: done at once, that is a
+    quarter of a loaded replay's CPU, taken from the event loop that stamps the responses' bytes.
+    The in-memory reader is only read by collect(), so its values are queued, 8 bytes each in an
+    array per (histogram, attribute set), and handed over before each collect (at most
+    BACKLOG_LIMIT wait). The per-request capture and the OTLP mirror (``--otlp-endpoint``,
+    exported while the load runs) still happen at once. The context is not queued: the in-memory
+    provider keeps no exemplars.
     """
 
-    __slots__ = ("_copy", "_source", "backlog", "open")
+    __slots__ = ("_queues", "generation", "open", "queued")
 
     def __init__(self) -> None:
         self.open = False
-        self.backlog: list[tuple[Any, float, Any, Context | None]] = []
-        self._source: Any = None
-        self._copy: Any = None
+        self.queued = 0
+        #: Bumped by each full flush: a histogram's remembered queue is valid within one generation.
+        self.generation = 0
+        self._queues: dict[tuple[Any, str, Any], _Queued] = {}
 
-    def keep(self, attributes: Any) -> Any:
-        """A copy of ``attributes`` to queue (the caller may change its dict later); one copy
-        serves consecutive values recorded with the same dict (a stream's chunk gaps; a dict
-        changed between two such records would keep its first copy, which the instrumentation,
-        building its attributes before recording, never does)."""
-        if attributes is not self._source:
-            self._source = attributes
-            self._copy = dict(attributes) if attributes else None
-        return self._copy
+    def queue_for(self, instrument: Any, attributes: Any, typecode: str) -> _Queued:
+        """The queue of ``instrument`` for what ``attributes`` holds now (a copy is kept: the
+        caller may change its dict later)."""
+        copy = dict(attributes) if attributes else None
+        try:
+            key: Any = frozenset(copy.items()) if copy else None
+        except TypeError:  # an unhashable value (a list): a queue of its own
+            key = object()
+        queue = self._queues.get((instrument, typecode, key))
+        if queue is None:
+            queue = self._queues[(instrument, typecode, key)] = _Queued(instrument, copy, typecode)
+        return queue
 
     def flush(self, count: int | None = None) -> None:
-        """Hand the oldest ``count`` queued values (all by default) to their instruments."""
-        backlog = self.backlog
-        if count is None or count >= len(backlog):
-            self.backlog, batch = [], backlog
-        else:
-            batch = backlog[:count]
-            del backlog[:count]
-        self._source = self._copy = None
-        for instrument, amount, attributes, context in batch:
-            instrument.record(amount, attributes, context)
+        """Hand ``count`` queued values (all by default) to their instruments."""
+        if count is None or count >= self.queued:
+            queues, self._queues = self._queues, {}
+            self.generation += 1
+            self.queued = 0
+            for queue in queues.values():
+                queue.hand_over(len(queue.values))
+            return
+        for queue in self._queues.values():
+            if queue.values:
+                handed = queue.hand_over(count)
+                self.queued -= handed
+                count -= handed
+                if count <= 0:
+                    return
 
 
 class _Mirrored:
@@ -230,14 +267,26 @@ class _TeeHistogram(_Mirrored, metrics.Histogram):
         _Mirrored.__init__(self, inner, twin, gate)
         self._name = name
         self._sink = sink
+        # The queue of the last record: consecutive records with the same dict (a stream's chunk
+        # gaps) append to it without looking it up again.
+        self._last: tuple[Any, type, int, _Queued] | None = None
 
     def record(self, amount: float, attributes: Any = None, context: Context | None = None) -> None:
-        # Queued for the summary's reader, not aggregated now (see _Gate); a copy of the
-        # attributes, as the caller may reuse its dict.
+        # Queued for the summary's reader, not aggregated now (see _Gate).
         gate = self._gate
-        backlog = gate.backlog
-        backlog.append((self._inner, amount, gate.keep(attributes), context))
-        if len(backlog) >= BACKLOG_LIMIT:
+        last = self._last
+        kind = type(amount)
+        try:
+            if last is not None and last[0] is attributes and last[1] is kind and last[2] == gate.generation:
+                last[3].values.append(amount)
+            else:
+                queue = gate.queue_for(self._inner, attributes, _TYPECODES[kind])
+                queue.values.append(amount)
+                self._last = (attributes, kind, gate.generation, queue)
+            gate.queued += 1
+        except (KeyError, OverflowError):  # a bool, a Decimal, an int past int64: as it comes
+            self._inner.record(amount, attributes)
+        if gate.queued >= BACKLOG_LIMIT:
             gate.flush(BACKLOG_STEP)
         if self._twin is not None and gate.open:
             # Not queued: a Collector (and a dashboard behind it) sees the load while it runs.

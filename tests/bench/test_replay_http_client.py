@@ -589,17 +589,45 @@ def test_histogram_values_wait_for_the_collect_and_none_is_lost(monkeypatch: pyt
 
     (point,) = points()
     assert point.count == 10 and dict(point.attributes) == {"k": "v"}
-    # A long run never holds more than BACKLOG_LIMIT values back; the oldest go first.
+    # A long run never holds more than BACKLOG_LIMIT values back.
     monkeypatch.setattr(replay_telemetry, "BACKLOG_LIMIT", 4)
     monkeypatch.setattr(replay_telemetry, "BACKLOG_STEP", 2)
     for i in range(9):
         histogram.record(0.2, attrs)
-        assert len(t._gate.backlog) <= 3, i
+        assert t._gate.queued <= 3, i
     other = {"k": "other"}
     histogram.record(0.3, other)
+    histogram.record(0.5, dict(other))  # another dict with the same contents: the same series
     (first, second) = sorted(points(), key=lambda p: str(dict(p.attributes)))
-    assert (dict(first.attributes), first.count) == ({"k": "changed"}, 9)
-    assert (dict(second.attributes), second.count) == ({"k": "other"}, 1)
+    assert (dict(first.attributes), first.count, first.sum) == ({"k": "changed"}, 9, pytest.approx(1.8))
+    assert (dict(second.attributes), second.count, second.sum) == ({"k": "other"}, 2, 0.8)
+    t.shutdown()
+
+
+def test_queued_histogram_values_keep_their_type_and_odd_ones_are_recorded() -> None:
+    from otelbench.replay import telemetry as replay_telemetry
+
+    t = replay_telemetry.Telemetry()
+    meter = t.instrumented_meter_provider.get_meter("test")
+    tokens, seconds = meter.create_histogram("tokens"), meter.create_histogram("seconds")
+    attrs = {"k": "v", "stop": ["a", "b"]}  # a list value: not hashable, still queued
+    for n in (3, 4, 5):
+        tokens.record(n, attrs)
+        seconds.record(n / 10, attrs)  # interleaved with another histogram, same dict
+    tokens.record(2**70, attrs)  # past int64: recorded at once, not lost
+    queued = t._gate.queued
+    data = t.collect()
+    assert data is not None
+    points = {
+        m.name: m.data.data_points[0]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert queued == 6
+    assert points["tokens"].count == 4 and points["tokens"].sum == 12 + 2**70
+    assert points["seconds"].count == 3 and points["seconds"].sum == pytest.approx(1.2)
+    assert dict(points["tokens"].attributes) == {"k": "v", "stop": ("a", "b")}
     t.shutdown()
 
 
