@@ -3,7 +3,7 @@
 Usage (the driver, :mod:`otelbench.targets.instructions`, does this)::
 
     valgrind --tool=callgrind --collect-atstart=no --toggle-collect=starmap_next \\
-        --toggle-collect=accumulate_next <venv>/bin/python -I _instr_worker.py --variant ours ...
+        --toggle-collect=accumulate_next <venv>/bin/python -s -P _instr_worker.py --variant ours ...
 
 The workload and the telemetry setup are those of ``overhead-peers`` (``_peer_worker.py`` and
 ``_transport.py`` beside this file, loaded by path: ``otelbench`` is not installed in a peer's

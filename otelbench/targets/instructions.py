@@ -129,11 +129,14 @@ class InstructionsTarget:
         command = [
             valgrind, "--tool=callgrind", f"--callgrind-out-file={out_file}", "--collect-atstart=no",
             f"--toggle-collect={_CALLS_FN}", f"--toggle-collect={_STREAMS_FN}",
-            str(python), "-I", str(_WORKER), "--variant", run.name, "--calls", str(cfg.calls),
+            # -s -P, not -I: -I implies -E, which would ignore PYTHONHASHSEED below.
+            str(python), "-s", "-P", str(_WORKER), "--variant", run.name, "--calls", str(cfg.calls),
             "--streams", str(cfg.streams), "--chunks", str(cfg.chunks), "--pricing", str(pricing),
         ]  # fmt: skip
-        env = env_without_telemetry_settings()
-        env["PYTHONHASHSEED"] = "0"  # dict and set layouts, hence instruction counts, repeat
+        # No other PYTHON* setting reaches the worker (what -E would have done), and string hashes,
+        # hence dict and set layouts and the instruction counts, repeat from run to run.
+        env = {k: v for k, v in env_without_telemetry_settings().items() if not k.startswith("PYTHON")}
+        env["PYTHONHASHSEED"] = "0"
         started = time.monotonic()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.run_timeout_s, env=env)
