@@ -30,6 +30,7 @@ from otelbench_instrumentation.providers.anthropic import _extract as anthropic_
 from otelbench_instrumentation.providers.ollama import _extract as ollama_extract
 from otelbench_instrumentation.providers.openai import _extract as openai_extract
 from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
+from otelbench_instrumentation.streams import start_reader
 
 from .adapters import (
     ClientOptions,
@@ -234,6 +235,7 @@ class OpenAILean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
+        record = start_reader(openai_extract.chat_chunks, recorder)
 
         def read(event: bytes) -> None:
             data = sse_data(event)
@@ -243,7 +245,7 @@ class OpenAILean(LeanAdapter):
             if chunk.error is not None:
                 raise StreamError(_message(chunk.error))
             observe_openai_chunk(obs, chunk)
-            openai_extract.on_chat_chunk(recorder, chunk)
+            record(chunk)
 
         return read
 
@@ -273,7 +275,7 @@ class AnthropicLean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
-        events = anthropic_extract.StreamEvents()
+        record = start_reader(anthropic_extract.stream_events, recorder)
 
         def read(event: bytes) -> None:
             data = sse_data(event)
@@ -283,7 +285,7 @@ class AnthropicLean(LeanAdapter):
             if item.type == "error":
                 raise StreamError(_message(item.error))
             observe_anthropic_event(obs, item)
-            events(recorder, item)
+            record(item)
 
         return read
 
@@ -309,13 +311,14 @@ class OllamaLean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
+        record = start_reader(ollama_extract.chat_chunks, recorder)
 
         def read(line: bytes) -> None:
             part = decode(line)
             if part.error is not None:
                 raise StreamError(_message(part.error))
             observe_ollama_part(obs, part)
-            ollama_extract.on_chat_chunk(recorder, part)
+            record(part)
 
         return read
 
@@ -327,11 +330,25 @@ def _message(error: Any) -> str:
     return str(message) if message else "error event in the stream"
 
 
+class _Discard:
+    """A sink whose ``append`` keeps nothing."""
+
+    @staticmethod
+    def append(item: Any) -> None:
+        """Drop ``item``."""
+
+
 class _NullRecorder:
     """Stands in when telemetry could not start: the extractors still run, nothing is kept."""
 
     capture_content = False
     has_response = True
+    chunk_times = _Discard()
+
+    @staticmethod
+    def clock() -> int:
+        """No time is kept."""
+        return 0
 
     def __getattr__(self, name: str) -> Callable[..., None]:
         return _ignore

@@ -64,7 +64,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otelbench_instrumentation import OpenAIInstrumentor, Telemetry, semconv
 from otelbench_instrumentation._config import Settings
-from otelbench_instrumentation.providers.openai._extract import on_chat_chunk, on_chat_completion
+from otelbench_instrumentation.providers.openai._extract import chat_chunks, on_chat_completion
 from otelbench_instrumentation.streams import SyncStreamProxy
 
 from . import BenchmarkError, BenchmarkResult, utc_now_iso
@@ -484,7 +484,7 @@ class InstrumentationOverheadTarget:
 
         def stream_ns(t: Telemetry, items: list[Any]) -> int:
             t0 = clock()
-            for _chunk in SyncStreamProxy(iter(items), start(t, True), on_chat_chunk):
+            for _chunk in SyncStreamProxy(iter(items), start(t, True), chat_chunks):
                 pass
             return clock() - t0
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
 
 from otelbench_instrumentation import semconv
 from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
-from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy
+from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy, per_chunk
 
 from .conftest import make_providers
 
@@ -69,9 +69,12 @@ class FakeAsyncStream:
         self.closed = True
 
 
-def count_chunk(recorder: LLMRecorder, chunk: Any) -> None:
+def _count(recorder: LLMRecorder, chunk: Any) -> None:
     if chunk:
         recorder.on_chunk()
+
+
+count_chunk = per_chunk(_count)
 
 
 @pytest.fixture
@@ -139,7 +142,7 @@ def test_handler_errors_are_swallowed(recorder_factory: Any) -> None:
     def broken(recorder: LLMRecorder, chunk: Any) -> None:
         raise KeyError("bad chunk shape")
 
-    assert list(SyncStreamProxy(FakeStream(["a", "b"]), recorder_factory(), broken)) == ["a", "b"]
+    assert list(SyncStreamProxy(FakeStream(["a", "b"]), recorder_factory(), per_chunk(broken))) == ["a", "b"]
     assert len(ended(recorder_factory)) == 1
 
 
@@ -185,3 +188,48 @@ def test_async_exhaustion_close_and_cancel(recorder_factory: Any) -> None:
     assert len(spans) == 4
     errors = [(s.attributes or {}).get(semconv.ERROR_TYPE) for s in spans]
     assert errors == [None, None, "CancelledError", None]
+
+
+def test_a_reader_that_stops_or_cannot_start_never_reaches_the_stream(recorder_factory: Any) -> None:
+    def stops(recorder: LLMRecorder) -> Generator[None, Any, None]:
+        yield
+        raise RuntimeError("reader bug")  # escapes the reader at the first chunk
+
+    def cannot_start(recorder: LLMRecorder) -> Generator[None, Any, None]:
+        raise RuntimeError("set-up bug")
+        yield  # a generator function all the same
+
+    assert list(SyncStreamProxy(FakeStream(["a", "b", "c"]), recorder_factory(), stops)) == ["a", "b", "c"]
+    stream = SyncStreamProxy(FakeStream(["a", "b"]), recorder_factory(), cannot_start)
+    assert [next(stream), next(stream)] == ["a", "b"]
+    with pytest.raises(StopIteration):
+        next(stream)
+    spans = ended(recorder_factory)
+    assert len(spans) == 2 and all((s.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 0 for s in spans)
+
+
+def _chat_chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> Any:
+    from openai._models import construct_type
+    from openai.types.chat import ChatCompletionChunk
+
+    data = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m-1", "choices": choices}
+    return construct_type(type_=ChatCompletionChunk, value={**data, "usage": usage})
+
+
+@pytest.mark.parametrize("usage_in", ["own chunk", "finish chunk"])
+def test_openai_chat_reader_reads_usage_where_servers_put_it(recorder_factory: Any, usage_in: str) -> None:
+    from otelbench_instrumentation.providers.openai._extract import chat_chunks
+
+    usage = {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}
+    content = [_chat_chunk([{"index": 0, "delta": {"content": t}}]) for t in ("hi", " there")]
+    if usage_in == "own chunk":  # OpenAI with stream_options.include_usage
+        tail = [_chat_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]), _chat_chunk([], usage)]
+    else:  # some compatible servers: with the finish reason
+        tail = [_chat_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}], usage)]
+    assert len(list(SyncStreamProxy(iter(content + tail), recorder_factory(), chat_chunks))) == 2 + len(tail)
+    (span,) = ended(recorder_factory)
+    attrs = span.attributes or {}
+    assert attrs[semconv.GEN_AI_USAGE_INPUT_TOKENS] == 7 and attrs[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 2
+    assert attrs[semconv.STREAM_CHUNK_COUNT] == 2
+    assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "m-1"

@@ -141,15 +141,12 @@ class LLMRecorder:
         "_attempts",
         "_cache_creation",
         "_cache_read",
-        "_chunk_gaps",
-        "_chunks",
         "_closed_early",
         "_context_token",
+        "_each_gap",
         "_final_attempt_recorded",
         "_finish_reasons",
-        "_first_chunk_ns",
         "_input_tokens",
-        "_last_chunk_ns",
         "_metric_attrs",
         "_output_parts",
         "_output_tokens",
@@ -161,6 +158,7 @@ class LLMRecorder:
         "_start_ns",
         "_telemetry",
         "capture_content",
+        "chunk_times",
         "clock",
         "ended",
         "has_response",
@@ -188,15 +186,18 @@ class LLMRecorder:
         self.has_response = False
         #: Whether prompt and completion text may be recorded.
         self.capture_content = telemetry.settings.capture_content
-        #: Where ``on_chunk`` reads the time (perf_counter_ns). A client that stamps bytes as they
-        #: are read from the socket sets its own, so parsing delays stay out of TTFT.
+        #: Where chunk times are read (perf_counter_ns). A client that stamps bytes as they are
+        #: read from the socket sets its own, so parsing delays stay out of TTFT; before the
+        #: stream's reader starts, as readers look it up once.
         self.clock: Callable[[], int] = _now
+        #: When each content-bearing chunk arrived (``clock`` ns; ~40 bytes each). Stream readers
+        #: append ``clock()`` here themselves: a method call per chunk would cost them about as
+        #: much as all their other work. (An ``array`` would be 8 bytes, but its append converts
+        #: through the argument parser: several times a list append.)
+        self.chunk_times: list[int] = []
+        self._each_gap = telemetry.settings.chunk_timing == "each"
         self._attempts = 1
         self._final_attempt_recorded = False
-        self._chunks = 0
-        self._first_chunk_ns = 0
-        self._last_chunk_ns = 0
-        self._chunk_gaps: list[int] | None = [] if telemetry.settings.chunk_timing == "each" else None
         self._finish_reasons: list[str] = []
         self._response_model: str | None = None
         # Response attributes wait for the end: one set_attributes call instead of several
@@ -304,15 +305,7 @@ class LLMRecorder:
 
     def on_chunk(self) -> None:
         """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
-        now = self.clock()
-        if self._chunks:
-            gaps = self._chunk_gaps
-            if gaps is not None:
-                gaps.append(now - self._last_chunk_ns)
-        else:
-            self._first_chunk_ns = now
-        self._last_chunk_ns = now
-        self._chunks += 1
+        self.chunk_times.append(self.clock())
 
     def add_output_text(self, text: str) -> None:
         """Keep completion text for the span, only when content capture is on."""
@@ -424,12 +417,14 @@ class LLMRecorder:
             span_attrs[semconv.ATTEMPT_COUNT] = self._attempts
             if not self._final_attempt_recorded:
                 self.on_final_attempt(getattr(exc, "status_code", None), error_type)
+        times = self.chunk_times
+        chunks = len(times)
         if self.streaming:
-            span_attrs[semconv.STREAM_CHUNK_COUNT] = self._chunks
+            span_attrs[semconv.STREAM_CHUNK_COUNT] = chunks
             if self._closed_early:
                 span_attrs[semconv.STREAM_CLOSED_EARLY] = True
-        if self._chunks:
-            ttft = (self._first_chunk_ns - self._start_ns) / 1e9
+        if chunks:
+            ttft = (times[0] - self._start_ns) / 1e9
             span_attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
         if self._output_parts:
             span_attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = self._truncate(
@@ -450,16 +445,17 @@ class LLMRecorder:
             span.set_attributes(span_attrs)
 
         t.duration.record((end_ns - self._start_ns) / 1e9, attrs)
-        if self._chunks:
+        if chunks:
             t.time_to_first_chunk.record(ttft, attrs)
-            if self._chunks > 1:
-                gaps = self._chunk_gaps
-                if gaps is None:
-                    mean = (self._last_chunk_ns - self._first_chunk_ns) / (self._chunks - 1)
-                    t.time_per_output_chunk.record(mean / 1e9, attrs)
+            if chunks > 1:
+                per_chunk = t.time_per_output_chunk
+                if self._each_gap:
+                    previous = times[0]
+                    for now in times[1:]:
+                        per_chunk.record((now - previous) / 1e9, attrs)
+                        previous = now
                 else:
-                    for gap in gaps:
-                        t.time_per_output_chunk.record(gap / 1e9, attrs)
+                    per_chunk.record((times[-1] - times[0]) / (chunks - 1) / 1e9, attrs)
         if self._input_tokens is not None:
             t.token_usage.record(
                 self._input_tokens, {**attrs, semconv.GEN_AI_TOKEN_TYPE: semconv.TOKEN_TYPE_INPUT}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +21,49 @@ from .recorder import LLMRecorder
 
 log = logging.getLogger(__name__)
 
+#: Handles one chunk (or event) of a stream: ``handler(recorder, chunk)``.
 ChunkHandler = Callable[[LLMRecorder, Any], None]
+#: Makes the reader of one stream: a generator that is sent each chunk (or event) in turn and
+#: records what it carries. Its frame lives as long as the stream, so the per-stream set-up
+#: (looking up the recorder's clock, say) happens once, and each chunk costs a generator
+#: resumption: about half of what a function call per chunk costs.
+StreamReader = Callable[[LLMRecorder], Generator[None, Any, None]]
+Send = Callable[[Any], Any]
+
+
+def per_chunk(handler: ChunkHandler) -> StreamReader:
+    """A :data:`StreamReader` that calls ``handler(recorder, chunk)`` for each chunk."""
+
+    def reader(recorder: LLMRecorder) -> Generator[None, Any, None]:
+        while True:
+            chunk = yield
+            try:
+                handler(recorder, chunk)
+            except Exception:
+                log.debug("could not read stream chunk", exc_info=True)
+
+    return reader
+
+
+def ignore_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """A :data:`StreamReader` that records nothing (operations that never stream)."""
+    while True:
+        yield
+
+
+def start_reader(make: StreamReader, recorder: LLMRecorder) -> Send:
+    """Start one stream's reader; returns what to call with each chunk (never raises)."""
+    try:
+        reader = make(recorder)
+        next(reader)
+        return reader.send
+    except Exception:
+        log.debug("could not start the stream reader", exc_info=True)
+        return _drop
+
+
+def _drop(chunk: Any) -> None:
+    return None
 
 
 def end_abandoned(proxy: Any) -> None:
@@ -31,9 +73,7 @@ def end_abandoned(proxy: Any) -> None:
         recorder.end(closed_early=True)
 
 
-def _sync_step(
-    next_chunk: Callable[[], Any], recorder: LLMRecorder, on_chunk: ChunkHandler
-) -> Callable[[], Any]:
+def _sync_step(next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send) -> Callable[[], Any]:
     """The per-chunk work of a sync stream, as a closure (see SyncStreamProxy.__next__)."""
 
     def step() -> Any:
@@ -46,8 +86,8 @@ def _sync_step(
             recorder.fail(exc)
             raise
         try:
-            on_chunk(recorder, chunk)
-        except Exception:
+            send(chunk)
+        except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         return chunk
 
@@ -55,7 +95,7 @@ def _sync_step(
 
 
 def _async_step(
-    next_chunk: Callable[[], Awaitable[Any]], recorder: LLMRecorder, on_chunk: ChunkHandler
+    next_chunk: Callable[[], Awaitable[Any]], recorder: LLMRecorder, send: Send
 ) -> Callable[[], Awaitable[Any]]:
     """The per-chunk work of an async stream, as a coroutine function."""
 
@@ -70,8 +110,8 @@ def _async_step(
             recorder.fail(exc)
             raise
         try:
-            on_chunk(recorder, chunk)
-        except Exception:
+            send(chunk)
+        except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         return chunk
 
@@ -79,7 +119,7 @@ def _async_step(
 
 
 def _timed_chunks(
-    proxy: SyncStreamProxy, next_chunk: Callable[[], Any], recorder: LLMRecorder, on_chunk: ChunkHandler
+    proxy: SyncStreamProxy, next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send
 ) -> Iterator[Any]:
     """What ``iter(proxy)`` returns: resuming a generator per chunk costs far less than a
     ``__next__`` call on a proxy. Closing it early is not an error; the proxy's close or
@@ -98,8 +138,8 @@ def _timed_chunks(
             recorder.fail(exc)
             raise
         try:
-            on_chunk(recorder, chunk)
-        except Exception:
+            send(chunk)
+        except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         yield chunk
 
@@ -110,10 +150,10 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
     # A slot read through its descriptor skips the proxy's (slow) attribute lookup.
     __slots__ = ("_self_step",)
 
-    def __init__(self, wrapped: Any, recorder: LLMRecorder, on_chunk: ChunkHandler) -> None:
+    def __init__(self, wrapped: Any, recorder: LLMRecorder, reader: StreamReader) -> None:
         super().__init__(wrapped)
         self._self_recorder = recorder
-        self._self_on_chunk = on_chunk
+        self._self_send = start_reader(reader, recorder)
         self._self_next: Callable[[], Any] | None = None
         self._self_iterates_itself = False
         self._self_step: Callable[[], Any] | None = None
@@ -133,13 +173,13 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
         if self._self_iterates_itself:
             # A generator (e.g. Ollama's) is its own iterator; so stays its proxy.
             return self
-        return _timed_chunks(self, nxt, self._self_recorder, self._self_on_chunk)
+        return _timed_chunks(self, nxt, self._self_recorder, self._self_send)
 
     def __next__(self) -> Any:
         # One slot read per chunk: a proxy's own attributes are slow to read (~0.15 µs).
         step = _sync_step_slot(self)
         if step is None:
-            step = self._self_step = _sync_step(self._next_chunk(), self._self_recorder, self._self_on_chunk)
+            step = self._self_step = _sync_step(self._next_chunk(), self._self_recorder, self._self_send)
         return step()
 
     def __enter__(self) -> Any:
@@ -174,10 +214,10 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
 
     __slots__ = ("_self_step",)
 
-    def __init__(self, wrapped: Any, recorder: LLMRecorder, on_chunk: ChunkHandler) -> None:
+    def __init__(self, wrapped: Any, recorder: LLMRecorder, reader: StreamReader) -> None:
         super().__init__(wrapped)
         self._self_recorder = recorder
-        self._self_on_chunk = on_chunk
+        self._self_send = start_reader(reader, recorder)
         self._self_step: Callable[[], Awaitable[Any]] | None = None
 
     def __aiter__(self) -> AsyncStreamProxy:
@@ -189,7 +229,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
         if step is None:
             wrapped = self.__wrapped__
             anext_ = wrapped.__anext__ if hasattr(wrapped, "__anext__") else wrapped.__aiter__().__anext__
-            step = self._self_step = _async_step(anext_, self._self_recorder, self._self_on_chunk)
+            step = self._self_step = _async_step(anext_, self._self_recorder, self._self_send)
         return step()
 
     async def __aenter__(self) -> Any:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ...recorder import LLMRecorder
+
+log = logging.getLogger(__name__)
 
 _NUMERIC_REQUEST_PARAMS = (
     ("temperature", semconv.GEN_AI_REQUEST_TEMPERATURE),
@@ -123,36 +126,35 @@ def on_message(recorder: LLMRecorder, message: Any) -> None:
                 recorder.add_output_text(text)
 
 
-class StreamEvents:
-    """Reads the raw events of one streamed Message; one instance per stream."""
-
-    __slots__ = ("usage",)
-
-    def __init__(self) -> None:
-        self.usage = Usage()
-
-    def __call__(self, recorder: LLMRecorder, event: Any) -> None:
-        """One ``RawMessageStreamEvent`` (stable or beta)."""
-        kind = event.type
-        if kind == "content_block_delta":
-            delta = event.delta
-            field = _CONTENT_DELTA_FIELDS.get(delta.type)
-            if field is not None:
-                value = getattr(delta, field, None)
-                if value:
-                    recorder.on_chunk()
-                    if field == "text":
-                        recorder.add_output_text(value)
-        elif kind == "message_start":
-            message = event.message
-            recorder.set_response(response_id=message.id, model=message.model)
-            # message_start's output_tokens is a placeholder; message_delta has the real count.
-            self.usage.update(recorder, message.usage, with_output=False)
-        elif kind == "message_delta":
-            stop_reason = getattr(event.delta, "stop_reason", None)
-            if isinstance(stop_reason, str):
-                recorder.add_finish_reason(stop_reason)
-            self.usage.update(recorder, getattr(event, "usage", None), with_output=True)
+def stream_events(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """Reads the raw events (stable or beta) of one streamed Message (a streams.StreamReader)."""
+    arrived, clock = recorder.chunk_times.append, recorder.clock
+    usage = Usage()
+    while True:
+        event = yield
+        try:
+            kind = event.type
+            if kind == "content_block_delta":
+                delta = event.delta
+                field = _CONTENT_DELTA_FIELDS.get(delta.type)
+                if field is not None:
+                    value = getattr(delta, field, None)
+                    if value:
+                        arrived(clock())
+                        if field == "text" and recorder.capture_content:
+                            recorder.add_output_text(value)
+            elif kind == "message_start":
+                message = event.message
+                recorder.set_response(response_id=message.id, model=message.model)
+                # message_start's output_tokens is a placeholder; message_delta has the real count.
+                usage.update(recorder, message.usage, with_output=False)
+            elif kind == "message_delta":
+                stop_reason = getattr(event.delta, "stop_reason", None)
+                if isinstance(stop_reason, str):
+                    recorder.add_finish_reason(stop_reason)
+                usage.update(recorder, getattr(event, "usage", None), with_output=True)
+        except Exception:
+            log.debug("could not read a Messages stream event", exc_info=True)
 
 
 def _part(block: Any) -> dict[str, Any]:

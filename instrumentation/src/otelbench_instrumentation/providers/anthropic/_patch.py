@@ -182,9 +182,9 @@ def _on_result(recorder: LLMRecorder, result: Any) -> Any:
     try:
         stream, async_stream = _stream_classes()
         if isinstance(result, stream):
-            return SyncStreamProxy(result, recorder, _extract.StreamEvents())
+            return SyncStreamProxy(result, recorder, _extract.stream_events)
         if isinstance(result, async_stream):
-            return AsyncStreamProxy(result, recorder, _extract.StreamEvents())
+            return AsyncStreamProxy(result, recorder, _extract.stream_events)
         if isinstance(result, _raw_response_classes()):
             if recorder.streaming or not _body_read(result):
                 # with_streaming_response, or a raw stream: the body is read when the app asks.
@@ -258,7 +258,7 @@ class RawResponseProxy(_stainless.RawResponseProxy):
 
         if isinstance(parsed, Stream | AsyncStream):
             proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-            return proxy_cls(parsed, self._self_recorder, _extract.StreamEvents())
+            return proxy_cls(parsed, self._self_recorder, _extract.stream_events)
         _extract.on_message(self._self_recorder, parsed)
         return None
 

@@ -185,9 +185,9 @@ def _converse_event(
     if delta_event is not None:
         delta = delta_event.get("delta")
         if _has_delta_content(delta):
-            recorder.on_chunk()
+            recorder.chunk_times.append(recorder.clock())
             text = delta.get("text")
-            if isinstance(text, str):
+            if isinstance(text, str) and recorder.capture_content:
                 recorder.add_output_text(text)
         return
     stop = event.get("messageStop")
@@ -255,8 +255,8 @@ class InvokeStreamEvents:
                 field = _ANTHROPIC_DELTA_FIELDS.get(delta.get("type"))  # type: ignore[arg-type]
                 value = delta.get(field) if field else None
                 if value:
-                    recorder.on_chunk()
-                    if field == "text":
+                    recorder.chunk_times.append(recorder.clock())
+                    if field == "text" and recorder.capture_content:
                         recorder.add_output_text(value)
         elif kind == "message_start":
             message = payload.get("message")

@@ -24,7 +24,7 @@ from ... import semconv
 from ..._config import Settings
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, suppress_telemetry_errors
-from ...streams import SyncStreamProxy
+from ...streams import SyncStreamProxy, per_chunk
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -221,12 +221,13 @@ def _on_result(call: _Call, result: Any) -> Any:
         if key is not None:
             stream = result.get(key)
             if stream is not None:
-                reader = (
+                handler = (
                     _extract.ConverseStreamEvents()
                     if call.operation == CONVERSE_STREAM
                     else _extract.InvokeStreamEvents(call.kind)
                 )
-                result[key] = SyncStreamProxy(stream, recorder, reader)
+                # Decoding the event stream costs far more per event than a call: plain handlers.
+                result[key] = SyncStreamProxy(stream, recorder, per_chunk(handler))
                 return result
         elif call.operation == CONVERSE:
             _extract.on_converse(recorder, result)

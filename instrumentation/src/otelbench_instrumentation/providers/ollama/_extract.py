@@ -6,13 +6,16 @@ Nothing here imports ``ollama``: the SDK's pydantic models are read by attribute
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Generator, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ...recorder import LLMRecorder, as_count
+
+log = logging.getLogger(__name__)
 
 # (option key, attribute, value type). The conventions' names first, then Ollama's own.
 _OPTIONS: tuple[tuple[str, str, type], ...] = (
@@ -170,18 +173,25 @@ def on_chat_response(recorder: LLMRecorder, response: Any) -> None:
             recorder.add_output_text(content)
 
 
-def on_chat_chunk(recorder: LLMRecorder, chunk: Any) -> None:
-    """One record of a streamed chat; text, thinking and tool calls count as content."""
-    message = chunk.message
-    content = message.content
-    if content or message.thinking or message.tool_calls:
-        recorder.on_chunk()
-        if content:
-            recorder.add_output_text(content)
-    if chunk.done:
-        _on_final(recorder, chunk)
-    elif not recorder.has_response:
-        recorder.set_response(model=chunk.model)
+def chat_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """Reads the records of one streamed chat (a streams.StreamReader); text, thinking and tool
+    calls count as content."""
+    arrived, clock = recorder.chunk_times.append, recorder.clock
+    while True:
+        chunk = yield
+        try:
+            message = chunk.message
+            content = message.content
+            if content or message.thinking or message.tool_calls:
+                arrived(clock())
+                if content and recorder.capture_content:
+                    recorder.add_output_text(content)
+            if chunk.done:
+                _on_final(recorder, chunk)
+            elif not recorder.has_response:
+                recorder.set_response(model=chunk.model)
+        except Exception:
+            log.debug("could not read an Ollama chat record", exc_info=True)
 
 
 def on_generate_response(recorder: LLMRecorder, response: Any) -> None:
@@ -193,17 +203,24 @@ def on_generate_response(recorder: LLMRecorder, response: Any) -> None:
             recorder.add_output_text(text)
 
 
-def on_generate_chunk(recorder: LLMRecorder, chunk: Any) -> None:
-    """One record of a streamed generate; response text and thinking count as content."""
-    text = chunk.response
-    if text or chunk.thinking:
-        recorder.on_chunk()
-        if text:
-            recorder.add_output_text(text)
-    if chunk.done:
-        _on_final(recorder, chunk)
-    elif not recorder.has_response:
-        recorder.set_response(model=chunk.model)
+def generate_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """Reads the records of one streamed generate (a streams.StreamReader); response text and
+    thinking count as content."""
+    arrived, clock = recorder.chunk_times.append, recorder.clock
+    while True:
+        chunk = yield
+        try:
+            text = chunk.response
+            if text or chunk.thinking:
+                arrived(clock())
+                if text and recorder.capture_content:
+                    recorder.add_output_text(text)
+            if chunk.done:
+                _on_final(recorder, chunk)
+            elif not recorder.has_response:
+                recorder.set_response(model=chunk.model)
+        except Exception:
+            log.debug("could not read an Ollama generate record", exc_info=True)
 
 
 def on_embed_response(recorder: LLMRecorder, response: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from ... import semconv
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
-from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy
+from ...streams import AsyncStreamProxy, StreamReader, SyncStreamProxy, ignore_chunks
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -24,39 +24,35 @@ class Operation:
     # The method's parameters that may be passed positionally, in order.
     positional: tuple[str, ...]
     on_result: Callable[[LLMRecorder, Any], None]
-    on_chunk: ChunkHandler
+    stream_reader: StreamReader
     input_messages: Callable[[Mapping[str, Any]], Any] | None = None
-
-
-def _ignore_chunk(recorder: LLMRecorder, chunk: Any) -> None:
-    return None
 
 
 CHAT = Operation(
     semconv.OP_CHAT,
     ("model", "messages"),
     _extract.on_chat_response,
-    _extract.on_chat_chunk,
+    _extract.chat_chunks,
     _extract.chat_input_messages,
 )
 GENERATE = Operation(
     semconv.OP_TEXT_COMPLETION,
     ("model", "prompt", "suffix"),
     _extract.on_generate_response,
-    _extract.on_generate_chunk,
+    _extract.generate_chunks,
     _extract.generate_input_messages,
 )
 EMBED = Operation(
     semconv.OP_EMBEDDINGS,
     ("model", "input", "truncate", "options", "keep_alive", "dimensions"),
     _extract.on_embed_response,
-    _ignore_chunk,
+    ignore_chunks,
 )
 EMBEDDINGS = Operation(
     semconv.OP_EMBEDDINGS,
     ("model", "prompt", "options", "keep_alive"),
     _extract.on_embeddings_response,
-    _ignore_chunk,
+    ignore_chunks,
 )
 
 
@@ -102,9 +98,9 @@ def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
     try:
         # Streams are plain (async) generators; the request is sent on the first iteration.
         if isinstance(result, Iterator):
-            return SyncStreamProxy(result, recorder, op.on_chunk)
+            return SyncStreamProxy(result, recorder, op.stream_reader)
         if isinstance(result, AsyncIterator):
-            return AsyncStreamProxy(result, recorder, op.on_chunk)
+            return AsyncStreamProxy(result, recorder, op.stream_reader)
         op.on_result(recorder, result)
     except Exception:
         log.debug("could not read Ollama result", exc_info=True)

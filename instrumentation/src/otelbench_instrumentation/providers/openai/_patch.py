@@ -14,7 +14,7 @@ from opentelemetry.util.types import AttributeValue
 from ... import semconv
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, active_recorder
-from ...streams import AsyncStreamProxy, ChunkHandler, SyncStreamProxy
+from ...streams import AsyncStreamProxy, StreamReader, SyncStreamProxy, ignore_chunks, per_chunk
 from .. import _stainless
 from . import _extract
 
@@ -28,33 +28,29 @@ class Operation:
     name: str
     request_attributes: Callable[[Mapping[str, Any]], dict[str, AttributeValue]]
     on_result: Callable[[LLMRecorder, Any], None]
-    on_chunk: ChunkHandler
+    stream_reader: StreamReader
     input_messages: Callable[[Mapping[str, Any]], Any] | None = None
-
-
-def _ignore_chunk(recorder: LLMRecorder, chunk: Any) -> None:
-    return None
 
 
 CHAT = Operation(
     semconv.OP_CHAT,
     lambda kw: _extract.request_attributes(kw, ("max_completion_tokens", "max_tokens")),
     _extract.on_chat_completion,
-    _extract.on_chat_chunk,
+    _extract.chat_chunks,
     _extract.chat_input_messages,
 )
 RESPONSES = Operation(
     semconv.OP_CHAT,
     lambda kw: _extract.request_attributes(kw, ("max_output_tokens",)),
     _extract.on_response,
-    _extract.on_response_event,
+    per_chunk(_extract.on_response_event),
     _extract.responses_input_messages,
 )
 EMBEDDINGS = Operation(
     semconv.OP_EMBEDDINGS,
     _extract.embeddings_request_attributes,
     _extract.on_embeddings,
-    _ignore_chunk,
+    ignore_chunks,
 )
 
 
@@ -110,9 +106,9 @@ def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
     try:
         stream, async_stream, legacy, raw = _result_types()
         if isinstance(result, stream):
-            return SyncStreamProxy(result, recorder, op.on_chunk)
+            return SyncStreamProxy(result, recorder, op.stream_reader)
         if isinstance(result, async_stream):
-            return AsyncStreamProxy(result, recorder, op.on_chunk)
+            return AsyncStreamProxy(result, recorder, op.stream_reader)
         if isinstance(result, legacy) and not recorder.streaming:
             # The body is already read; parse() caches, so the caller's own parse() is free.
             op.on_result(recorder, result.parse())
@@ -176,7 +172,7 @@ class RawResponseProxy(_stainless.RawResponseProxy):
 
         if isinstance(parsed, Stream | AsyncStream):
             proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-            return proxy_cls(parsed, self._self_recorder, self._self_op.on_chunk)
+            return proxy_cls(parsed, self._self_recorder, self._self_op.stream_reader)
         self._self_op.on_result(self._self_recorder, parsed)
         return None
 
