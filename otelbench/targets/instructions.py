@@ -5,24 +5,29 @@ between two levels for seconds at a time; ``overhead-peers`` reports p25..p75 ra
 per call). Instruction counts do not: the same workload (``_instr_worker.py``: non-streamed
 ``chat.completions.create`` calls and 256-chunk streams through the official ``openai`` SDK
 over an in-process transport, the ``overhead-peers`` telemetry setup) runs once per variant
-under ``valgrind --tool=callgrind``, counting only the measured loops. Repeated runs agree to
-~0.3 % (``PYTHONHASHSEED`` is fixed). Instructions are not time (a cache miss costs more than
-an add), but they rank code paths that do similar work reliably.
+under ``valgrind --tool=callgrind``, counting only the measured loops. A run is repeatable to
+~0.01 % (fixed ``PYTHONHASHSEED``, a minimal environment), but the string hashes decide dict and
+set layouts, and with them a few thousand instructions per chunk; so each variant runs under
+``layouts`` hash seeds and the figures are medians over them (the per-seed counts are in the
+details). Instructions are not time (a cache miss costs more than an add), but they rank code
+paths that do similar work reliably.
 
 Variants and virtualenvs are those of ``overhead-peers`` (:data:`otelbench.targets.peers.VARIANTS`),
 sync client only. Reported per variant, in thousands of instructions above ``baseline``:
 ``<v>_kinstr_per_call``, ``<v>_kinstr_per_chunk`` (whole stream / chunks, the per-call cost
 amortised in), the same ``_above_floor`` (minus ``sdk_floor``: what the library adds beyond the
 OTel SDK calls it cannot avoid), and ``ours_to_<peer>_*`` ratios. Needs ``valgrind`` on PATH
-(Debian package ``valgrind``); ~4 minutes on 2 cores.
+(Debian package ``valgrind``); ~3 minutes per layout on 2 cores.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from . import BenchmarkError, BenchmarkResult, utc_now_iso
-from .peers import _PRICING, VARIANTS, ensure_venv, env_without_telemetry_settings, peers_dir, pins_for
+from .peers import _PRICING, VARIANTS, ensure_venv, peers_dir, pins_for
 
 TARGET_ID = "overhead-instructions"
 _WORKER = Path(__file__).with_name("_instr_worker.py")
@@ -49,6 +54,7 @@ class InstructionsConfig:
     streams: int = 4
     chunks: int = 256
     variants: tuple[str, ...] = tuple(v.name for v in VARIANTS)
+    layouts: int = 3  # hash seeds 0..layouts-1, each a run of every variant
     parallel: int = 2  # valgrind runs at once (one per core)
     install_timeout_s: float = 180.0
     run_timeout_s: float = 900.0
@@ -58,10 +64,19 @@ class InstructionsConfig:
 class _Run:
     name: str
     status: str = "ok"
+    #: Medians over the hash seeds.
     calls_instr: int = 0
     streams_instr: int = 0
+    #: Per hash seed: [calls_instr, streams_instr].
+    by_seed: dict[int, list[int]] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def settle(self) -> None:
+        """Set the counts to their medians over the seeds counted."""
+        if self.by_seed:
+            self.calls_instr = int(statistics.median(c for c, _ in self.by_seed.values()))
+            self.streams_instr = int(statistics.median(s for _, s in self.by_seed.values()))
 
 
 def _inclusive(annotate_output: str, function: str) -> int | None:
@@ -106,8 +121,13 @@ class InstructionsTarget:
             pricing = Path(tmp, "pricing.json")
             pricing.write_text(json.dumps(_PRICING))
             with ThreadPoolExecutor(max(1, cfg.parallel)) as pool:
-                for name, python in pythons.items():
-                    pool.submit(self._count, runs[name], python, valgrind, annotate, pricing, Path(tmp))
+                for seed in range(max(1, cfg.layouts)):
+                    for name, python in pythons.items():
+                        pool.submit(
+                            self._count, runs[name], seed, python, valgrind, annotate, pricing, Path(tmp)
+                        )
+        for run in runs.values():
+            run.settle()
         for required in ("baseline", "ours"):
             if runs[required].status != "ok":
                 raise BenchmarkError(f"{required} variant {runs[required].status}")
@@ -123,9 +143,13 @@ class InstructionsTarget:
         }
         return BenchmarkResult(TARGET_ID, metrics, timestamp, details=details)
 
-    def _count(self, run: _Run, python: Path, valgrind: str, annotate: str, pricing: Path, tmp: Path) -> None:
+    def _count(
+        self, run: _Run, seed: int, python: Path, valgrind: str, annotate: str, pricing: Path, tmp: Path
+    ) -> None:
         cfg = self.config
-        out_file = tmp / f"callgrind.{run.name}.out"
+        if run.status != "ok":  # failed under an earlier seed
+            return
+        out_file = tmp / f"callgrind.{run.name}.{seed}.out"
         command = [
             valgrind, "--tool=callgrind", f"--callgrind-out-file={out_file}", "--collect-atstart=no",
             f"--toggle-collect={_CALLS_FN}", f"--toggle-collect={_STREAMS_FN}",
@@ -133,14 +157,17 @@ class InstructionsTarget:
             str(python), "-s", "-P", str(_WORKER), "--variant", run.name, "--calls", str(cfg.calls),
             "--streams", str(cfg.streams), "--chunks", str(cfg.chunks), "--pricing", str(pricing),
         ]  # fmt: skip
-        # No other PYTHON* setting reaches the worker (what -E would have done), and string hashes,
-        # hence dict and set layouts and the instruction counts, repeat from run to run.
-        env = {k: v for k, v in env_without_telemetry_settings().items() if not k.startswith("PYTHON")}
-        env["PYTHONHASHSEED"] = "0"
+        # A minimal environment: no setting of ours or of the caller (PYTHON*, OTEL_*, ...) reaches
+        # the worker, and the process's memory layout does not move with the caller's variables.
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/"),
+            "PYTHONHASHSEED": str(seed),
+        }
         started = time.monotonic()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.run_timeout_s, env=env)
-            run.seconds = round(time.monotonic() - started, 1)
+            run.seconds = round(run.seconds + time.monotonic() - started, 1)
             if done.returncode != 0:
                 tail = " | ".join(done.stderr.strip().splitlines()[-3:])
                 run.status = f"failed: exit {done.returncode}: {tail}"
@@ -156,7 +183,7 @@ class InstructionsTarget:
         if calls is None or streams is None:
             run.status = "failed: the counted loops are missing from callgrind's output"
             return
-        run.calls_instr, run.streams_instr = calls, streams
+        run.by_seed[seed] = [calls, streams]
         expected_chunks = cfg.streams * (cfg.chunks + 3)
         spans = int(run.checks.get("spans", 0))
         if run.checks.get("chunks_seen") != expected_chunks:

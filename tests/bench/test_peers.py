@@ -128,6 +128,14 @@ def test_callgrind_inclusive_counts_are_read_per_function() -> None:
     assert _inclusive(ANNOTATE_SAMPLE, "chain_next") is None
 
 
+def test_instruction_counts_are_medians_over_the_hash_seeds() -> None:
+    from otelbench.targets.instructions import _Run
+
+    run = _Run("ours", by_seed={0: [100, 1_000], 1: [300, 2_000], 2: [200, 9_000]})
+    run.settle()
+    assert (run.calls_instr, run.streams_instr) == (200, 2_000)
+
+
 @pytest.mark.slow
 def test_instruction_counts_of_baseline_floor_and_ours() -> None:
     import shutil
@@ -140,10 +148,11 @@ def test_instruction_counts_of_baseline_floor_and_ours() -> None:
         pytest.skip("valgrind not installed")
     # Tiny sizes: checks the counting path end to end, not the figures.
     result = InstructionsTarget(
-        calls=10, streams=1, chunks=8, variants=("baseline", "sdk_floor", "ours")
+        calls=10, streams=1, chunks=8, layouts=2, variants=("baseline", "sdk_floor", "ours")
     ).run()
     variants = result.details["variants"]
     assert {v["status"] for v in variants.values()} == {"ok"}, variants
+    assert all(sorted(v["by_seed"]) == [0, 1] for v in variants.values()), variants
     assert variants["ours"]["checks"]["spans"] == variants["ours"]["checks"]["calls"] > 0
     assert variants["baseline"]["checks"]["spans"] == 0
     # Instrumented calls execute more instructions than uninstrumented ones; ours more than the
