@@ -173,25 +173,40 @@ def on_chat_response(recorder: LLMRecorder, response: Any) -> None:
             recorder.add_output_text(content)
 
 
-def chat_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
-    """Reads the records of one streamed chat (a streams.StreamReader); text, thinking and tool
-    calls count as content."""
+def _records(recorder: LLMRecorder, chat: bool) -> Generator[None, Any, None]:
+    """Reads the records of one streamed chat (``chat``) or generate (a streams.StreamReader):
+    text, thinking and (chat) tool calls count as content."""
     arrived, clock = recorder.chunk_times.append, recorder.clock
     while True:
         chunk = yield
         try:
-            message = chunk.message
-            content = message.content
-            if content or message.thinking or message.tool_calls:
+            if chat:
+                message = chunk.message
+                text = message.content
+                content = text or message.thinking or message.tool_calls
+            else:
+                text = chunk.response
+                content = text or chunk.thinking
+            if content:
                 arrived(clock())
-                if content and recorder.capture_content:
-                    recorder.add_output_text(content)
+                if text and recorder.capture_content:
+                    recorder.add_output_text(text)
             if chunk.done:
                 _on_final(recorder, chunk)
             elif not recorder.has_response:
                 recorder.set_response(model=chunk.model)
         except Exception:
-            log.debug("could not read an Ollama chat record", exc_info=True)
+            log.debug("could not read an Ollama stream record", exc_info=True)
+
+
+def chat_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """Reads the records of one streamed chat (a streams.StreamReader)."""
+    return _records(recorder, chat=True)
+
+
+def generate_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+    """Reads the records of one streamed generate (a streams.StreamReader)."""
+    return _records(recorder, chat=False)
 
 
 def on_generate_response(recorder: LLMRecorder, response: Any) -> None:
@@ -201,26 +216,6 @@ def on_generate_response(recorder: LLMRecorder, response: Any) -> None:
         text = getattr(response, "response", None)
         if isinstance(text, str):
             recorder.add_output_text(text)
-
-
-def generate_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
-    """Reads the records of one streamed generate (a streams.StreamReader); response text and
-    thinking count as content."""
-    arrived, clock = recorder.chunk_times.append, recorder.clock
-    while True:
-        chunk = yield
-        try:
-            text = chunk.response
-            if text or chunk.thinking:
-                arrived(clock())
-                if text and recorder.capture_content:
-                    recorder.add_output_text(text)
-            if chunk.done:
-                _on_final(recorder, chunk)
-            elif not recorder.has_response:
-                recorder.set_response(model=chunk.model)
-        except Exception:
-            log.debug("could not read an Ollama generate record", exc_info=True)
 
 
 def on_embed_response(recorder: LLMRecorder, response: Any) -> None:
