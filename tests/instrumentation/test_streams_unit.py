@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -233,3 +234,34 @@ def test_openai_chat_reader_reads_usage_where_servers_put_it(recorder_factory: A
     assert attrs[semconv.STREAM_CHUNK_COUNT] == 2
     assert attrs[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "m-1"
+
+
+@pytest.mark.parametrize("timing", ["mean", "each"])
+def test_long_streams_keep_bounded_chunk_times_in_mean_timing(timing: str) -> None:
+    from otelbench_instrumentation._config import Settings
+    from otelbench_instrumentation.recorder import CHUNK_TIMES_KEPT
+
+    exporter, tp, reader, mp = make_providers()
+    telemetry = Telemetry(tp, mp, Settings(chunk_timing=timing))  # type: ignore[arg-type]
+    recorder = telemetry.start_llm(operation="chat", provider="openai", request_model="m", streaming=True)
+    assert recorder is not None
+    recorder.deactivate()
+    ticks = itertools.count(1_000_000_000, 1_000_000)  # one chunk per ms
+    recorder.clock = lambda: next(ticks)
+    n = 3 * CHUNK_TIMES_KEPT + 7
+    peak = 0
+    for _ in SyncStreamProxy(FakeStream(["x"] * n), recorder, count_chunk):
+        peak = max(peak, len(recorder.chunk_times))
+    assert peak <= (CHUNK_TIMES_KEPT + 1 if timing == "mean" else n)
+    (span,) = exporter.get_finished_spans()
+    assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == n
+    (point,) = [
+        p
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == semconv.METRIC_TIME_PER_OUTPUT_CHUNK
+        for p in m.data.data_points
+    ]
+    assert point.count == (1 if timing == "mean" else n - 1)
+    assert point.sum == pytest.approx(0.001 * (1 if timing == "mean" else n - 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 SCOPE_NAME = "otelbench_instrumentation"
 
 _now = time.perf_counter_ns
+
+#: In the default (mean) chunk timing, chunk_times is folded past this many entries.
+CHUNK_TIMES_KEPT = 4096
 
 _ACTIVE: ContextVar[LLMRecorder | None] = ContextVar("otelbench_active_recorder", default=None)
 
@@ -146,6 +150,7 @@ class LLMRecorder:
         "_each_gap",
         "_final_attempt_recorded",
         "_finish_reasons",
+        "_folded_chunks",
         "_input_tokens",
         "_metric_attrs",
         "_output_parts",
@@ -161,6 +166,7 @@ class LLMRecorder:
         "chunk_times",
         "clock",
         "ended",
+        "fold_at",
         "has_response",
         "streaming",
     )
@@ -196,6 +202,10 @@ class LLMRecorder:
         #: through the argument parser: several times a list append.)
         self.chunk_times: list[int] = []
         self._each_gap = telemetry.settings.chunk_timing == "each"
+        #: Past this many chunk_times, the stream proxy calls fold_chunk_times() (mean timing
+        #: only: "each" needs every gap until the end, when the metric attributes are known).
+        self.fold_at = sys.maxsize if self._each_gap else CHUNK_TIMES_KEPT
+        self._folded_chunks = 0
         self._attempts = 1
         self._final_attempt_recorded = False
         self._finish_reasons: list[str] = []
@@ -305,7 +315,18 @@ class LLMRecorder:
 
     def on_chunk(self) -> None:
         """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
-        self.chunk_times.append(self.clock())
+        times = self.chunk_times
+        times.append(self.clock())
+        if len(times) > self.fold_at:
+            self.fold_chunk_times()
+
+    def fold_chunk_times(self) -> None:
+        """Keep only the first and last chunk times, and the count (what mean timing needs), so
+        a long stream's memory stays bounded."""
+        times = self.chunk_times
+        if not self._each_gap and len(times) > 2:
+            self._folded_chunks += len(times) - 2
+            del times[1:-1]
 
     def add_output_text(self, text: str) -> None:
         """Keep completion text for the span, only when content capture is on."""
@@ -418,7 +439,7 @@ class LLMRecorder:
             if not self._final_attempt_recorded:
                 self.on_final_attempt(getattr(exc, "status_code", None), error_type)
         times = self.chunk_times
-        chunks = len(times)
+        chunks = len(times) + self._folded_chunks
         if self.streaming:
             span_attrs[semconv.STREAM_CHUNK_COUNT] = chunks
             if self._closed_early:

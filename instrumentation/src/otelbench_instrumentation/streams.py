@@ -75,6 +75,7 @@ def end_abandoned(proxy: Any) -> None:
 
 def _sync_step(next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send) -> Callable[[], Any]:
     """The per-chunk work of a sync stream, as a closure (see SyncStreamProxy.__next__)."""
+    times, fold_at = recorder.chunk_times, recorder.fold_at
 
     def step() -> Any:
         try:
@@ -87,6 +88,8 @@ def _sync_step(next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send)
             raise
         try:
             send(chunk)
+            if len(times) > fold_at:
+                recorder.fold_chunk_times()
         except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         return chunk
@@ -98,6 +101,7 @@ def _async_step(
     next_chunk: Callable[[], Awaitable[Any]], recorder: LLMRecorder, send: Send
 ) -> Callable[[], Awaitable[Any]]:
     """The per-chunk work of an async stream, as a coroutine function."""
+    times, fold_at = recorder.chunk_times, recorder.fold_at
 
     async def step() -> Any:
         try:
@@ -111,6 +115,8 @@ def _async_step(
             raise
         try:
             send(chunk)
+            if len(times) > fold_at:
+                recorder.fold_chunk_times()
         except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         return chunk
@@ -128,6 +134,7 @@ def _timed_chunks(
     ``proxy`` is only held, never used: it keeps ``for chunk in client.create(..., stream=True)``
     from collecting the proxy (and so ending the span) as soon as the loop has its iterator.
     """
+    times, fold_at = recorder.chunk_times, recorder.fold_at
     while True:
         try:
             chunk = next_chunk()
@@ -139,6 +146,8 @@ def _timed_chunks(
             raise
         try:
             send(chunk)
+            if len(times) > fold_at:
+                recorder.fold_chunk_times()
         except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         yield chunk
