@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -167,6 +168,17 @@ def bodies(mock_server: MockServer) -> dict[str, Body]:
     return record_bodies(mock_server)
 
 
+#: A JSON string (kept as is) or a JSON number (masked).
+_JSON_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
+
+
+def _numbers_masked(json_text: str) -> str:
+    """``json_text`` with its number values replaced by 0: timings such as 0.0042450000000000005
+    change from run to run and would "contain" a secret made of digits. Strings stay as they
+    are, so a secret in any string value is still found."""
+    return _JSON_TOKEN.sub(lambda m: m.group(0) if m.group(0).startswith('"') else "0", json_text)
+
+
 def _export(bodies: dict[str, Body], prompt: str, system: str, key: str) -> tuple[str, list[Any]]:
     """Everything the workload exports with capture off: spans, metrics, log records (as text)."""
     clients = Clients.build(echo_route(bodies), api_key=key)
@@ -177,8 +189,8 @@ def _export(bodies: dict[str, Body], prompt: str, system: str, key: str) -> tupl
             data = reader.get_metrics_data()
     finally:
         clients.close()
-    exported = "\n".join(s.to_json() for s in spans)
-    exported += data.to_json() if data is not None else ""
+    exported = _numbers_masked("\n".join(s.to_json() for s in spans))
+    exported += _numbers_masked(data.to_json()) if data is not None else ""
     exported += "\n".join(logs.texts)
     return exported, list(spans)
 
