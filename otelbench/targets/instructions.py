@@ -91,7 +91,7 @@ class InstructionsTarget:
 
     id = TARGET_ID
     description = "CPU instructions per call / per chunk of ours, the SDK floor and the peers (callgrind)"
-    #: Needs valgrind and ~5 minutes: not part of a bare `otelbench run`.
+    #: Needs valgrind and ~10 minutes (three layouts): not part of a bare `otelbench run`.
     on_request_only = True
 
     def __init__(self, **overrides: Any) -> None:
