@@ -183,13 +183,14 @@ class _Queued:
         self.values: array[Any] = array(typecode)
 
     def hand_over(self, count: int) -> int:
-        """Record the last ``count`` values (order does not matter to a histogram)."""
+        """Record the oldest ``count`` values. Taken from the front: a value appended meanwhile
+        (Bedrock's SDK records from worker threads) is neither lost nor recorded twice."""
         values = self.values
-        batch = values[-count:] if count < len(values) else values
+        batch = values[:count]
+        del values[:count]
         record, attributes = self.instrument.record, self.attributes
         for amount in batch:
             record(amount, attributes)
-        del values[len(values) - len(batch) :]
         return len(batch)
 
 
@@ -207,7 +208,7 @@ class _Gate:
     provider keeps no exemplars.
     """
 
-    __slots__ = ("_queues", "generation", "open", "queued")
+    __slots__ = ("_lock", "_queues", "generation", "open", "queued")
 
     def __init__(self) -> None:
         self.open = False
@@ -215,6 +216,7 @@ class _Gate:
         #: Bumped by each full flush: a histogram's remembered queue is valid within one generation.
         self.generation = 0
         self._queues: dict[tuple[Any, str, Any], _Queued] = {}
+        self._lock = threading.Lock()  # one flush at a time
 
     def queue_for(self, instrument: Any, attributes: Any, typecode: str) -> _Queued:
         """The queue of ``instrument`` for what ``attributes`` holds now (a copy is kept: the
@@ -225,26 +227,27 @@ class _Gate:
         except TypeError:  # an unhashable value (a list): a queue of its own
             key = object()
         queue = self._queues.get((instrument, typecode, key))
-        if queue is None:
-            queue = self._queues[(instrument, typecode, key)] = _Queued(instrument, copy, typecode)
+        if queue is None:  # setdefault: two threads meeting here share one queue
+            queue = self._queues.setdefault((instrument, typecode, key), _Queued(instrument, copy, typecode))
         return queue
 
     def flush(self, count: int | None = None) -> None:
         """Hand ``count`` queued values (all by default) to their instruments."""
-        if count is None or count >= self.queued:
-            queues, self._queues = self._queues, {}
-            self.generation += 1
-            self.queued = 0
-            for queue in queues.values():
-                queue.hand_over(len(queue.values))
-            return
-        for queue in self._queues.values():
-            if queue.values:
-                handed = queue.hand_over(count)
-                self.queued -= handed
-                count -= handed
-                if count <= 0:
-                    return
+        with self._lock:
+            if count is None or count >= self.queued:
+                queues, self._queues = self._queues, {}
+                self.generation += 1
+                self.queued = 0
+                for queue in queues.values():
+                    queue.hand_over(len(queue.values))
+                return
+            for queue in list(self._queues.values()):
+                if queue.values:
+                    handed = queue.hand_over(count)
+                    self.queued -= handed
+                    count -= handed
+                    if count <= 0:
+                        return
 
 
 class _Mirrored:
