@@ -4,7 +4,7 @@ Wall-clock overheads of a few microseconds drown in this VM's noise (its CPU spe
 between two levels for seconds at a time; ``overhead-peers`` reports p25..p75 ranges of ±100 µs
 per call). Instruction counts do not: the same workload (``_instr_worker.py``: non-streamed
 ``chat.completions.create`` calls and 256-chunk streams through the official ``openai`` SDK
-over an in-process transport, the ``overhead-peers`` telemetry setup) runs once per variant
+over an in-process transport, the ``overhead-peers`` telemetry setup) runs for each variant
 under ``valgrind --tool=callgrind``, counting only the measured loops. A run is repeatable to
 ~0.01 % (fixed ``PYTHONHASHSEED``, a minimal environment), but the string hashes decide dict and
 set layouts, and with them a few thousand instructions per chunk; so each variant runs under
