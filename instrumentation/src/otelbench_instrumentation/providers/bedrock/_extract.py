@@ -185,9 +185,9 @@ def _converse_event(
     if delta_event is not None:
         delta = delta_event.get("delta")
         if _has_delta_content(delta):
-            recorder.chunk_times.append(recorder.clock())
+            recorder.on_chunk()
             text = delta.get("text")
-            if isinstance(text, str) and recorder.capture_content:
+            if isinstance(text, str):
                 recorder.add_output_text(text)
         return
     stop = event.get("messageStop")
@@ -255,8 +255,8 @@ class InvokeStreamEvents:
                 field = _ANTHROPIC_DELTA_FIELDS.get(delta.get("type"))  # type: ignore[arg-type]
                 value = delta.get(field) if field else None
                 if value:
-                    recorder.chunk_times.append(recorder.clock())
-                    if field == "text" and recorder.capture_content:
+                    recorder.on_chunk()
+                    if field == "text":
                         recorder.add_output_text(value)
         elif kind == "message_start":
             message = payload.get("message")

@@ -203,8 +203,8 @@ def on_response_event(recorder: LLMRecorder, event: Any) -> None:
     """One Responses-API stream event."""
     kind = event.type
     if kind in _CONTENT_EVENTS:
-        recorder.chunk_times.append(recorder.clock())
-        if kind == "response.output_text.delta" and recorder.capture_content:
+        recorder.on_chunk()
+        if kind == "response.output_text.delta":
             recorder.add_output_text(event.delta)
     elif kind in _FINAL_EVENTS:
         on_response(recorder, event.response)
