@@ -15,9 +15,10 @@ a Collector that goes away costs telemetry, never the run.
 Per-request values. The instrumentation is given a pass-through ("tee") meter provider: every
 histogram value it records goes to the SDK (queued, and aggregated in one go before each
 collect: see ``_Gate``) *and* is filed at once under the request it belongs to (found through
-the current span: the harness wraps each request in a span of its own). So the raw log holds exactly the values that were aggregated, and comparing the
-histogram-derived percentiles with the exact ones checks the export path alone, independent of
-how busy the machine is. The client's own timings are logged beside them.
+the current span: the harness wraps each request in a span of its own). So the raw log holds
+exactly the values that were aggregated, and comparing the histogram-derived percentiles with
+the exact ones checks the export path alone, independent of how busy the machine is. The
+client's own timings are logged beside them.
 
 A span processor (:class:`SpanTap`) files each finished GenAI span's attempt count, error type
 and metric attributes under its parent (the harness's request span), for the raw log and for
