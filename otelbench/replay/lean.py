@@ -17,6 +17,7 @@ validation, proxies, HTTP/2. ``error.type`` of an HTTP error is its status code.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +31,7 @@ from otelbench_instrumentation.providers.anthropic import _extract as anthropic_
 from otelbench_instrumentation.providers.ollama import _extract as ollama_extract
 from otelbench_instrumentation.providers.openai import _extract as openai_extract
 from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
-from otelbench_instrumentation.streams import start_reader
+from otelbench_instrumentation.streams import feed_reader
 
 from .adapters import (
     ClientOptions,
@@ -235,7 +236,7 @@ class OpenAILean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
-        record = start_reader(openai_extract.chat_chunks, recorder)
+        put, take = feed_reader(openai_extract.chat_chunks, recorder)
 
         def read(event: bytes) -> None:
             data = sse_data(event)
@@ -245,7 +246,8 @@ class OpenAILean(LeanAdapter):
             if chunk.error is not None:
                 raise StreamError(_message(chunk.error))
             observe_openai_chunk(obs, chunk)
-            record(chunk)
+            put(chunk)
+            take()
 
         return read
 
@@ -275,7 +277,7 @@ class AnthropicLean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
-        record = start_reader(anthropic_extract.stream_events, recorder)
+        put, take = feed_reader(anthropic_extract.stream_events, recorder)
 
         def read(event: bytes) -> None:
             data = sse_data(event)
@@ -285,7 +287,8 @@ class AnthropicLean(LeanAdapter):
             if item.type == "error":
                 raise StreamError(_message(item.error))
             observe_anthropic_event(obs, item)
-            record(item)
+            put(item)
+            take()
 
         return read
 
@@ -311,14 +314,15 @@ class OllamaLean(LeanAdapter):
 
     def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
         """See :class:`LeanAdapter`."""
-        record = start_reader(ollama_extract.chat_chunks, recorder)
+        put, take = feed_reader(ollama_extract.chat_chunks, recorder)
 
         def read(line: bytes) -> None:
             part = decode(line)
             if part.error is not None:
                 raise StreamError(_message(part.error))
             observe_ollama_part(obs, part)
-            record(part)
+            put(part)
+            take()
 
         return read
 
@@ -333,6 +337,9 @@ def _message(error: Any) -> str:
 class _Discard:
     """A sink whose ``append`` keeps nothing."""
 
+    def __len__(self) -> int:
+        return 0
+
     @staticmethod
     def append(item: Any) -> None:
         """Drop ``item``."""
@@ -344,6 +351,7 @@ class _NullRecorder:
     capture_content = False
     has_response = True
     chunk_times = _Discard()
+    fold_at = sys.maxsize
 
     @staticmethod
     def clock() -> int:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from typing import Any
 
 import pytest
 
 from otelbench_instrumentation import semconv
 from otelbench_instrumentation.recorder import LLMRecorder, Telemetry
-from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy, per_chunk
+from otelbench_instrumentation.streams import AsyncStreamProxy, SyncStreamProxy, feed_reader, per_chunk
 
 from .conftest import make_providers
 
@@ -191,22 +191,73 @@ def test_async_exhaustion_close_and_cancel(recorder_factory: Any) -> None:
     assert errors == [None, None, "CancelledError", None]
 
 
-def test_a_reader_that_stops_or_cannot_start_never_reaches_the_stream(recorder_factory: Any) -> None:
-    def stops(recorder: LLMRecorder) -> Generator[None, Any, None]:
-        yield
-        raise RuntimeError("reader bug")  # escapes the reader at the first chunk
-
-    def cannot_start(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def test_a_reader_that_cannot_set_itself_up_leaves_the_stream_untouched(recorder_factory: Any) -> None:
+    def cannot_start(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, None, None]:
         raise RuntimeError("set-up bug")
         yield  # a generator function all the same
 
-    assert list(SyncStreamProxy(FakeStream(["a", "b", "c"]), recorder_factory(), stops)) == ["a", "b", "c"]
     stream = SyncStreamProxy(FakeStream(["a", "b"]), recorder_factory(), cannot_start)
     assert [next(stream), next(stream)] == ["a", "b"]
     with pytest.raises(StopIteration):
         next(stream)
+    assert list(_async_items(["c"], recorder_factory(), cannot_start)) == ["c"]
     spans = ended(recorder_factory)
     assert len(spans) == 2 and all((s.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 0 for s in spans)
+    assert all(semconv.ERROR_TYPE not in (s.attributes or {}) for s in spans)
+
+
+def _async_items(items: list[Any], recorder: LLMRecorder, reader: Any) -> list[Any]:
+    async def run() -> list[Any]:
+        return [x async for x in AsyncStreamProxy(FakeAsyncStream(items), recorder, reader)]
+
+    return asyncio.run(run())
+
+
+def test_a_loop_over_an_unreferenced_proxy_keeps_the_span_open_until_it_stops(recorder_factory: Any) -> None:
+    # `for chunk in client.create(..., stream=True)`: the loop holds only the reader, and the
+    # proxy is collected at once; the span must stay open until the loop is done with it.
+    open_while_looping = []
+    recorder = recorder_factory()
+    for i, _ in enumerate(SyncStreamProxy(FakeStream(list("abcdef")), recorder, count_chunk)):
+        gc.collect()
+        open_while_looping.append(not recorder.ended)
+        if i == 2:
+            break
+    gc.collect()
+    whole = recorder_factory()
+    for _ in SyncStreamProxy(FakeStream(list("xyz")), whole, count_chunk):
+        gc.collect()
+        open_while_looping.append(not whole.ended)
+    assert open_while_looping == [True] * 6
+    early, full = (s.attributes or {} for s in ended(recorder_factory))
+    assert early[semconv.STREAM_CLOSED_EARLY] is True and early[semconv.STREAM_CHUNK_COUNT] == 3
+    assert semconv.STREAM_CLOSED_EARLY not in full and full[semconv.STREAM_CHUNK_COUNT] == 3
+
+
+def test_next_and_for_can_be_mixed(recorder_factory: Any) -> None:
+    stream = SyncStreamProxy(FakeStream(list("abcd")), recorder_factory(), count_chunk)
+    assert next(stream) == "a"
+    assert list(stream) == ["b", "c", "d"]
+    (span,) = ended(recorder_factory)
+    assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 4
+
+
+def test_a_fed_reader_leaves_the_ending_to_its_feeder(recorder_factory: Any) -> None:
+    # The raw HTTP client feeds events in and ends (or fails) the recording itself, possibly
+    # after it has let go of the reader: the reader's collection must not end it first.
+    recorder = recorder_factory()
+    put, take = feed_reader(count_chunk, recorder)
+    for item in ("", "a", "b"):
+        put(item)
+        assert take() == item
+    del put, take
+    gc.collect()
+    assert not recorder.ended
+    recorder.fail(ConnectionResetError("peer went away"))
+    (span,) = ended(recorder_factory)
+    attrs = span.attributes or {}
+    assert attrs[semconv.ERROR_TYPE] == "ConnectionResetError" and attrs[semconv.STREAM_CHUNK_COUNT] == 2
+    assert semconv.STREAM_CLOSED_EARLY not in attrs
 
 
 def _chat_chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> Any:

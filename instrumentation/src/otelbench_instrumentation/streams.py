@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Generator, Iterator
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -23,85 +24,111 @@ log = logging.getLogger(__name__)
 
 #: Handles one chunk (or event) of a stream: ``handler(recorder, chunk)``.
 ChunkHandler = Callable[[LLMRecorder, Any], None]
-#: Makes the reader of one stream: a generator that is sent each chunk (or event) in turn and
-#: records what it carries. Its frame lives as long as the stream, so the per-stream set-up
-#: (looking up the recorder's clock, say) happens once, and each chunk costs a generator
-#: resumption: about half of what a function call per chunk costs.
-StreamReader = Callable[[LLMRecorder], Generator[None, Any, None]]
-Send = Callable[[Any], Any]
+#: Reads one stream: ``reader(recorder, chunks)`` is a generator that sets itself up, yields
+#: ``None`` once inside ``with ending(recorder, chunks):``, then takes each chunk (or event) from
+#: ``chunks``, records what it carries (catching its own errors) and yields it on unchanged. A
+#: synchronous stream's proxy hands the reader out as the stream's iterator: one generator
+#: resumption per chunk, where a separate reader would cost a call and a second resumption.
+StreamReader = Callable[[LLMRecorder, Iterable[Any]], Generator[Any, None, None]]
+
+
+class _Fed:
+    """The chunks of :func:`feed_reader`: whatever was put in last."""
+
+    __slots__ = ("box",)
+
+    def __init__(self) -> None:
+        self.box: deque[Any] = deque()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.box.popleft, self)  # C all the way: no Python frame per chunk
+
+
+class ending:
+    """Ends a reader's recording when its chunks run out (or raise, as failed); and, if the reader
+    is the stream's iterator, when it is closed or collected first (as closed early). Chunks fed
+    in (:func:`feed_reader`) never run out: who feeds them ends the recording."""
+
+    __slots__ = ("pulled", "recorder")
+
+    def __init__(self, recorder: LLMRecorder, chunks: Iterable[Any]) -> None:
+        self.recorder = recorder
+        self.pulled = type(chunks) is not _Fed
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.recorder.end()
+        elif not isinstance(exc, GeneratorExit):
+            self.recorder.fail(exc)
+        elif self.pulled:
+            self.recorder.end(closed_early=True)
 
 
 def per_chunk(handler: ChunkHandler) -> StreamReader:
     """A :data:`StreamReader` that calls ``handler(recorder, chunk)`` for each chunk."""
 
-    def reader(recorder: LLMRecorder) -> Generator[None, Any, None]:
-        while True:
-            chunk = yield
-            try:
-                handler(recorder, chunk)
-            except Exception:
-                log.debug("could not read stream chunk", exc_info=True)
+    def reader(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, None, None]:
+        with ending(recorder, chunks):
+            yield None
+            for chunk in chunks:
+                try:
+                    handler(recorder, chunk)
+                except Exception:
+                    log.debug("could not read stream chunk", exc_info=True)
+                yield chunk
 
     return reader
 
 
-def ignore_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def ignore_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, None, None]:
     """A :data:`StreamReader` that records nothing (operations that never stream)."""
-    while True:
-        yield
+    with ending(recorder, chunks):
+        yield None
+        yield from chunks
 
 
-def start_reader(make: StreamReader, recorder: LLMRecorder) -> Send:
-    """Start one stream's reader; returns what to call with each chunk (never raises)."""
+def read_stream(make: StreamReader, recorder: LLMRecorder, chunks: Iterable[Any]) -> Iterator[Any]:
+    """Start ``make``'s reader over ``chunks``; returns the iterator to hand out in their place
+    (never raises: a reader that cannot set itself up is replaced by one that records nothing)."""
     try:
-        reader = make(recorder)
+        reader = make(recorder, chunks)
         next(reader)
-        return reader.send
+        return reader
     except Exception:
         log.debug("could not start the stream reader", exc_info=True)
-        return _drop
+        reader = ignore_chunks(recorder, chunks)
+        next(reader)
+        return reader
 
 
-def _drop(chunk: Any) -> None:
-    return None
+def feed_reader(make: StreamReader, recorder: LLMRecorder) -> tuple[Callable[[Any], None], Callable[[], Any]]:
+    """Start ``make``'s reader for chunks handed over one at a time (an async stream, a raw HTTP
+    client): returns ``(put, take)``; ``put(chunk)`` then ``take()`` has the reader read it.
+    The caller ends the recording (end or fail) itself."""
+    fed = _Fed()
+    return fed.box.append, read_stream(make, recorder, fed).__next__
 
 
 def end_abandoned(proxy: Any) -> None:
-    """``__del__`` of our proxies: a proxy collected before its recording ended ends it."""
+    """A proxy collected before its recording ended ends it (as closed early)."""
     recorder = getattr(proxy, "_self_recorder", None)
     if recorder is not None and not recorder.ended:
         recorder.end(closed_early=True)
 
 
-def _sync_step(next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send) -> Callable[[], Any]:
-    """The per-chunk work of a sync stream, as a closure (see SyncStreamProxy.__next__)."""
-    times, fold_at = recorder.chunk_times, recorder.fold_at
-
-    def step() -> Any:
-        try:
-            chunk = next_chunk()
-        except StopIteration:
-            recorder.end()
-            raise
-        except BaseException as exc:
-            recorder.fail(exc)
-            raise
-        try:
-            send(chunk)
-            if len(times) > fold_at:
-                recorder.fold_chunk_times()
-        except Exception:  # a reader that has stopped
-            log.debug("could not read stream chunk", exc_info=True)
-        return chunk
-
-    return step
-
-
 def _async_step(
-    next_chunk: Callable[[], Awaitable[Any]], recorder: LLMRecorder, send: Send
+    next_chunk: Callable[[], Awaitable[Any]], recorder: LLMRecorder, make: StreamReader
 ) -> Callable[[], Awaitable[Any]]:
     """The per-chunk work of an async stream, as a coroutine function."""
-    times, fold_at = recorder.chunk_times, recorder.fold_at
+    put, take = feed_reader(make, recorder)
 
     async def step() -> Any:
         try:
@@ -114,9 +141,8 @@ def _async_step(
             recorder.fail(exc)
             raise
         try:
-            send(chunk)
-            if len(times) > fold_at:
-                recorder.fold_chunk_times()
+            put(chunk)
+            take()
         except Exception:  # a reader that has stopped
             log.debug("could not read stream chunk", exc_info=True)
         return chunk
@@ -124,72 +150,40 @@ def _async_step(
     return step
 
 
-def _timed_chunks(
-    proxy: SyncStreamProxy, next_chunk: Callable[[], Any], recorder: LLMRecorder, send: Send
-) -> Iterator[Any]:
-    """What ``iter(proxy)`` returns: resuming a generator per chunk costs far less than a
-    ``__next__`` call on a proxy. Closing it early is not an error; the proxy's close or
-    collection ends the span.
-
-    ``proxy`` is only held, never used: it keeps ``for chunk in client.create(..., stream=True)``
-    from collecting the proxy (and so ending the span) as soon as the loop has its iterator.
-    """
-    times, fold_at = recorder.chunk_times, recorder.fold_at
-    while True:
-        try:
-            chunk = next_chunk()
-        except StopIteration:
-            recorder.end()
-            return
-        except BaseException as exc:
-            recorder.fail(exc)
-            raise
-        try:
-            send(chunk)
-            if len(times) > fold_at:
-                recorder.fold_chunk_times()
-        except Exception:  # a reader that has stopped
-            log.debug("could not read stream chunk", exc_info=True)
-        yield chunk
-
-
 class SyncStreamProxy(wrapt.ObjectProxy[Any]):
     """Wraps a synchronous SDK stream (an iterator of chunks or events)."""
 
     # A slot read through its descriptor skips the proxy's (slow) attribute lookup.
-    __slots__ = ("_self_step",)
+    __slots__ = ("_self_chunks",)
 
     def __init__(self, wrapped: Any, recorder: LLMRecorder, reader: StreamReader) -> None:
         super().__init__(wrapped)
         self._self_recorder = recorder
-        self._self_send = start_reader(reader, recorder)
-        self._self_next: Callable[[], Any] | None = None
+        self._self_reader = reader
         self._self_iterates_itself = False
-        self._self_step: Callable[[], Any] | None = None
+        #: The reader over the stream, made on first use and shared, so `for` loops and
+        #: next() calls can be mixed. From then on the reader ends the recording.
+        self._self_chunks: Iterator[Any] | None = None
 
-    def _next_chunk(self) -> Callable[[], Any]:
-        # Resolved once and shared, so `for` loops and next() calls can be mixed.
-        nxt = self._self_next
-        if nxt is None:
+    def _chunks(self) -> Iterator[Any]:
+        chunks = self._self_chunks
+        if chunks is None:
             wrapped = self.__wrapped__
-            iterator = iter(wrapped)
-            self._self_iterates_itself = iterator is wrapped
-            nxt = self._self_next = wrapped.__next__ if hasattr(wrapped, "__next__") else iterator.__next__
-        return nxt
+            source = iter(wrapped)
+            self._self_iterates_itself = source is wrapped
+            chunks = self._self_chunks = read_stream(self._self_reader, self._self_recorder, source)
+        return chunks
 
     def __iter__(self) -> Iterator[Any]:
-        nxt = self._next_chunk()
-        if self._self_iterates_itself:
-            # A generator (e.g. Ollama's) is its own iterator; so stays its proxy.
-            return self
-        return _timed_chunks(self, nxt, self._self_recorder, self._self_send)
+        chunks = self._chunks()
+        # A generator (e.g. Ollama's) is its own iterator; so stays its proxy.
+        return self if self._self_iterates_itself else chunks
 
     def __next__(self) -> Any:
-        # One slot read per chunk: a proxy's own attributes are slow to read (~0.15 µs).
-        step = _sync_step_slot(self)
-        if step is None:
-            step = self._self_step = _sync_step(self._next_chunk(), self._self_recorder, self._self_send)
-        return step()
+        chunks = _sync_chunks_slot(self)
+        if chunks is None:
+            chunks = self._chunks()
+        return next(chunks)
 
     def __enter__(self) -> Any:
         entered = self.__wrapped__.__enter__()
@@ -214,8 +208,11 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
         finally:
             self._self_recorder.end(closed_early=True)
 
-    # An abandoned stream (e.g. `break` out of a loop, then collected) ends its span.
-    __del__ = end_abandoned
+    def __del__(self) -> None:
+        # Never iterated, then collected: end the span. Once iterating, the reader ends it,
+        # also when it outlives the proxy (`for chunk in client.create(..., stream=True)`).
+        if getattr(self, "_self_chunks", None) is None:
+            end_abandoned(self)
 
 
 class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
@@ -226,7 +223,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
     def __init__(self, wrapped: Any, recorder: LLMRecorder, reader: StreamReader) -> None:
         super().__init__(wrapped)
         self._self_recorder = recorder
-        self._self_send = start_reader(reader, recorder)
+        self._self_reader = reader
         self._self_step: Callable[[], Awaitable[Any]] | None = None
 
     def __aiter__(self) -> AsyncStreamProxy:
@@ -238,7 +235,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
         if step is None:
             wrapped = self.__wrapped__
             anext_ = wrapped.__anext__ if hasattr(wrapped, "__anext__") else wrapped.__aiter__().__anext__
-            step = self._self_step = _async_step(anext_, self._self_recorder, self._self_send)
+            step = self._self_step = _async_step(anext_, self._self_recorder, self._self_reader)
         return step()
 
     async def __aenter__(self) -> Any:
@@ -268,8 +265,8 @@ class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
     __del__ = end_abandoned
 
 
-_sync_step_slot: Callable[[SyncStreamProxy], Callable[[], Any] | None] = vars(SyncStreamProxy)[
-    "_self_step"
+_sync_chunks_slot: Callable[[SyncStreamProxy], Iterator[Any] | None] = vars(SyncStreamProxy)[
+    "_self_chunks"
 ].__get__
 _async_step_slot: Callable[[AsyncStreamProxy], Callable[[], Awaitable[Any]] | None] = vars(AsyncStreamProxy)[
     "_self_step"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ...recorder import LLMRecorder
+from ...streams import ending
 
 log = logging.getLogger(__name__)
 
@@ -126,35 +127,41 @@ def on_message(recorder: LLMRecorder, message: Any) -> None:
                 recorder.add_output_text(text)
 
 
-def stream_events(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def stream_events(recorder: LLMRecorder, events: Iterable[Any]) -> Generator[Any, None, None]:
     """Reads the raw events (stable or beta) of one streamed Message (a streams.StreamReader)."""
-    arrived, clock = recorder.chunk_times.append, recorder.clock
+    times, fold_at, clock = recorder.chunk_times, recorder.fold_at, recorder.clock
+    arrived = times.append
+    capture = recorder.capture_content
     usage = Usage()
-    while True:
-        event = yield
-        try:
-            kind = event.type
-            if kind == "content_block_delta":
-                delta = event.delta
-                field = _CONTENT_DELTA_FIELDS.get(delta.type)
-                if field is not None:
-                    value = getattr(delta, field, None)
-                    if value:
-                        arrived(clock())
-                        if field == "text" and recorder.capture_content:
-                            recorder.add_output_text(value)
-            elif kind == "message_start":
-                message = event.message
-                recorder.set_response(response_id=message.id, model=message.model)
-                # message_start's output_tokens is a placeholder; message_delta has the real count.
-                usage.update(recorder, message.usage, with_output=False)
-            elif kind == "message_delta":
-                stop_reason = getattr(event.delta, "stop_reason", None)
-                if isinstance(stop_reason, str):
-                    recorder.add_finish_reason(stop_reason)
-                usage.update(recorder, getattr(event, "usage", None), with_output=True)
-        except Exception:
-            log.debug("could not read a Messages stream event", exc_info=True)
+    with ending(recorder, events):
+        yield None
+        for event in events:
+            try:
+                kind = event.type
+                if kind == "content_block_delta":
+                    delta = event.delta
+                    field = _CONTENT_DELTA_FIELDS.get(delta.type)
+                    if field is not None:
+                        value = getattr(delta, field, None)
+                        if value:
+                            arrived(clock())
+                            if len(times) > fold_at:
+                                recorder.fold_chunk_times()
+                            if field == "text" and capture:
+                                recorder.add_output_text(value)
+                elif kind == "message_start":
+                    message = event.message
+                    recorder.set_response(response_id=message.id, model=message.model)
+                    # message_start's output_tokens is a placeholder; message_delta has the count.
+                    usage.update(recorder, message.usage, with_output=False)
+                elif kind == "message_delta":
+                    stop_reason = getattr(event.delta, "stop_reason", None)
+                    if isinstance(stop_reason, str):
+                        recorder.add_finish_reason(stop_reason)
+                    usage.update(recorder, getattr(event, "usage", None), with_output=True)
+            except Exception:
+                log.debug("could not read a Messages stream event", exc_info=True)
+            yield event
 
 
 def _part(block: Any) -> dict[str, Any]:

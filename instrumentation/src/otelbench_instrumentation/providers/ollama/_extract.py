@@ -7,13 +7,14 @@ Nothing here imports ``ollama``: the SDK's pydantic models are read by attribute
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ...recorder import LLMRecorder, as_count
+from ...streams import ending
 
 log = logging.getLogger(__name__)
 
@@ -173,40 +174,46 @@ def on_chat_response(recorder: LLMRecorder, response: Any) -> None:
             recorder.add_output_text(content)
 
 
-def _records(recorder: LLMRecorder, chat: bool) -> Generator[None, Any, None]:
+def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Generator[Any, None, None]:
     """Reads the records of one streamed chat (``chat``) or generate (a streams.StreamReader):
     text, thinking and (chat) tool calls count as content."""
-    arrived, clock = recorder.chunk_times.append, recorder.clock
-    while True:
-        chunk = yield
-        try:
-            if chat:
-                message = chunk.message
-                text = message.content
-                content = text or message.thinking or message.tool_calls
-            else:
-                text = chunk.response
-                content = text or chunk.thinking
-            if content:
-                arrived(clock())
-                if text and recorder.capture_content:
-                    recorder.add_output_text(text)
-            if chunk.done:
-                _on_final(recorder, chunk)
-            elif not recorder.has_response:
-                recorder.set_response(model=chunk.model)
-        except Exception:
-            log.debug("could not read an Ollama stream record", exc_info=True)
+    times, fold_at, clock = recorder.chunk_times, recorder.fold_at, recorder.clock
+    arrived = times.append
+    capture = recorder.capture_content
+    with ending(recorder, records):
+        yield None
+        for chunk in records:
+            try:
+                if chat:
+                    message = chunk.message
+                    text = message.content
+                    content = text or message.thinking or message.tool_calls
+                else:
+                    text = chunk.response
+                    content = text or chunk.thinking
+                if content:
+                    arrived(clock())
+                    if len(times) > fold_at:
+                        recorder.fold_chunk_times()
+                    if text and capture:
+                        recorder.add_output_text(text)
+                if chunk.done:
+                    _on_final(recorder, chunk)
+                elif not recorder.has_response:
+                    recorder.set_response(model=chunk.model)
+            except Exception:
+                log.debug("could not read an Ollama stream record", exc_info=True)
+            yield chunk
 
 
-def chat_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def chat_chunks(recorder: LLMRecorder, records: Iterable[Any]) -> Generator[Any, None, None]:
     """Reads the records of one streamed chat (a streams.StreamReader)."""
-    return _records(recorder, chat=True)
+    return _records(recorder, records, chat=True)
 
 
-def generate_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def generate_chunks(recorder: LLMRecorder, records: Iterable[Any]) -> Generator[Any, None, None]:
     """Reads the records of one streamed generate (a streams.StreamReader)."""
-    return _records(recorder, chat=False)
+    return _records(recorder, records, chat=False)
 
 
 def on_generate_response(recorder: LLMRecorder, response: Any) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
 
 from ... import semconv
 from ...recorder import LLMRecorder
+from ...streams import ending
 
 log = logging.getLogger(__name__)
 
@@ -128,44 +129,52 @@ def on_chat_completion(recorder: LLMRecorder, completion: Any) -> None:
             recorder.add_output_text(content)
 
 
-def chat_chunks(recorder: LLMRecorder) -> Generator[None, Any, None]:
+def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, None, None]:
     """Reads the ``ChatCompletionChunk`` objects of one stream (a streams.StreamReader)."""
     # The hot path of streaming: locals set up once, few attribute reads per chunk (each costs
     # ~40 ns on an SDK model), no calls unless something is there.
-    arrived, clock = recorder.chunk_times.append, recorder.clock
-    while True:
-        chunk = yield
-        try:
-            choices = chunk.choices
-            content_seen = finished = False
-            for choice in choices or ():
-                delta = choice.delta
-                if delta is not None:
-                    text = delta.content
-                    if text:
-                        content_seen = True
-                        if recorder.capture_content:
-                            recorder.add_output_text(text)
-                    elif delta.tool_calls or getattr(delta, "refusal", None):
-                        content_seen = True
-                reason = choice.finish_reason
-                if reason:
-                    finished = True
-                    recorder.add_finish_reason(reason)
-            if content_seen:
-                arrived(clock())
-            if not recorder.has_response:
-                recorder.set_response(
-                    response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
-                )
-            # Usage comes in a chunk without choices (stream_options.include_usage) or, on some
-            # compatible servers, with the finish reason; the content chunks between carry none.
-            if finished or not choices:
-                usage = chunk.usage
-                if usage is not None:
-                    _usage(recorder, usage, responses_api=False)
-        except Exception:
-            log.debug("could not read a chat completion chunk", exc_info=True)
+    times, fold_at, clock = recorder.chunk_times, recorder.fold_at, recorder.clock
+    arrived = times.append
+    capture = recorder.capture_content
+    responded = recorder.has_response
+    with ending(recorder, chunks):
+        yield None
+        for chunk in chunks:
+            try:
+                choices = chunk.choices
+                content_seen = finished = False
+                for choice in choices or ():
+                    delta = choice.delta
+                    if delta is not None:
+                        text = delta.content
+                        if text:
+                            content_seen = True
+                            if capture:
+                                recorder.add_output_text(text)
+                        elif delta.tool_calls or getattr(delta, "refusal", None):
+                            content_seen = True
+                    reason = choice.finish_reason
+                    if reason:
+                        finished = True
+                        recorder.add_finish_reason(reason)
+                if content_seen:
+                    arrived(clock())
+                    if len(times) > fold_at:
+                        recorder.fold_chunk_times()
+                if not responded:
+                    responded = True
+                    recorder.set_response(
+                        response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
+                    )
+                # Usage comes in a chunk without choices (stream_options.include_usage) or, on
+                # some compatible servers, with the finish reason; content chunks carry none.
+                if finished or not choices:
+                    usage = chunk.usage
+                    if usage is not None:
+                        _usage(recorder, usage, responses_api=False)
+            except Exception:
+                log.debug("could not read a chat completion chunk", exc_info=True)
+            yield chunk
 
 
 def on_response(recorder: LLMRecorder, response: Any) -> None:
