@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Iterator
 
@@ -320,6 +321,21 @@ def test_raw_and_streaming_response_paths_count_once(otel: Otel, client: openai.
     assert len(streamed) >= MOCK_OUTPUT_TOKENS
     (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
     assert point.count == 4
+
+
+def test_a_raw_stream_parsed_in_one_expression_is_timed_to_its_end(otel: Otel, client: openai.OpenAI) -> None:
+    # Nothing holds the raw response while the loop runs: the stream proxy owns the span.
+    messages = [{"role": "user", "content": "raw"}]
+    seen = 0
+    for _chunk in client.chat.completions.with_raw_response.create(
+        model=MODEL, messages=messages, stream=True
+    ).parse():  # type: ignore[arg-type]
+        gc.collect()
+        seen += 1
+    (span,) = otel.spans()
+    attrs = span.attributes or {}
+    assert seen > MOCK_OUTPUT_TOKENS and attrs[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+    assert semconv.STREAM_CLOSED_EARLY not in attrs
 
 
 def test_async_client_plain_and_streamed(otel: Otel, mock_server: MockServer) -> None:

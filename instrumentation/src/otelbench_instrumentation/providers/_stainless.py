@@ -72,7 +72,11 @@ class RawResponseProxy(wrapt.ObjectProxy[Any]):
         """Close the HTTP response (sync or async) and end the span if still open."""
         return close_then_end(self.__wrapped__.close, self._self_recorder)
 
-    __del__ = end_abandoned
+    def __del__(self) -> None:
+        # Once parse() has handed out a stream proxy, that proxy ends the span: the raw
+        # response may go first (`for c in ....with_raw_response.create(...).parse()`).
+        if getattr(self, "_self_stream", None) is None:
+            end_abandoned(self)
 
 
 #: (status code, error.type) of the attempt that failed, from the response (None if none).
