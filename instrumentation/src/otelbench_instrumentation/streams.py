@@ -92,7 +92,8 @@ def ignore_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any
     """A :data:`StreamReader` that records nothing (operations that never stream)."""
     with ending(recorder, chunks):
         yield None
-        yield from chunks
+        for chunk in chunks:  # noqa: UP028 - `yield from` would close the stream with the reader
+            yield chunk
 
 
 def read_stream(make: StreamReader, recorder: LLMRecorder, chunks: Iterable[Any]) -> Iterator[Any]:

@@ -31,6 +31,7 @@ from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
 from ...streams import AsyncStreamProxy, SyncStreamProxy
 from .. import _stainless
+from .._server import Server, http_server, remembered
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,12 @@ def _is_messages_call(options: Any) -> bool:
     )
 
 
-def _server(client: Any) -> tuple[str | None, int | None]:
+_server_of = remembered(http_server)
+
+
+def _server(client: Any) -> Server:
     try:
-        url = client.base_url
-        return url.host or None, url.port or (443 if url.scheme == "https" else 80)
+        return _server_of(client.base_url)
     except Exception:
         return None, None
 

@@ -25,6 +25,7 @@ from ..._config import Settings
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, suppress_telemetry_errors
 from ...streams import SyncStreamProxy, per_chunk
+from .._server import Server, remembered
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,17 @@ def _ensure_hooks(client: Any) -> None:
 
 
 # --- the operation ------------------------------------------------------------------------------
-def _server(client: Any) -> tuple[str | None, int | None]:
+def _split(endpoint_url: str) -> Server:
+    url = urlsplit(endpoint_url)
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+
+
+_server_of = remembered(_split)
+
+
+def _server(client: Any) -> Server:
     try:
-        url = urlsplit(client.meta.endpoint_url)
-        return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+        return _server_of(client.meta.endpoint_url)
     except Exception:
         return None, None
 

@@ -11,6 +11,7 @@ from ... import semconv
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
 from ...streams import AsyncStreamProxy, StreamReader, SyncStreamProxy, ignore_chunks
+from .._server import Server, remembered
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,13 @@ EMBEDDINGS = Operation(
 )
 
 
-def _server(instance: Any) -> tuple[str | None, int | None]:
-    # The SDK normalises its host to scheme://host:port, so the port is always explicit.
+# The SDK normalises its host to scheme://host:port, so the port is always explicit.
+_server_of = remembered(lambda url: (url.host or None, url.port))
+
+
+def _server(instance: Any) -> Server:
     try:
-        url = instance._client.base_url
-        return url.host or None, url.port
+        return _server_of(instance._client.base_url)
     except Exception:
         return None, None
 

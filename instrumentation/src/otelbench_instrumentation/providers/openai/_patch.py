@@ -16,6 +16,7 @@ from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, active_recorder
 from ...streams import AsyncStreamProxy, StreamReader, SyncStreamProxy, ignore_chunks, per_chunk
 from .. import _stainless
+from .._server import Server, http_server, remembered
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,12 @@ EMBEDDINGS = Operation(
 )
 
 
-def _server(instance: Any) -> tuple[str | None, int | None]:
+_server_of = remembered(http_server)
+
+
+def _server(instance: Any) -> Server:
     try:
-        url = instance._client.base_url
-        port = url.port or (443 if url.scheme == "https" else 80)
-        return url.host or None, port
+        return _server_of(instance._client.base_url)
     except Exception:
         return None, None
 
