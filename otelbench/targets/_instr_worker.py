@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--chunks", type=int, default=256)
     parser.add_argument("--pricing", default="")
+    parser.add_argument("--ballast", type=int, default=0)
     args = parser.parse_args(argv)
     peer = _sibling("_peer_worker")
 
@@ -86,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         ):
             seen += 1
 
+    # Objects of 40 to 296 bytes kept alive: a different --ballast starts the loops from a
+    # different allocator state (which pools are partly used), one more layout to sample.
+    ballast = [b"x" * (1 + i % 256) for i in range(args.ballast)]
     gc.collect()
     gc.freeze()
     collections.deque(itertools.starmap(call, itertools.repeat((), args.calls)), maxlen=0)
@@ -94,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.force_flush()
     calls = peer.WARMUP_CALLS + peer.WARMUP_STREAMS + args.calls + args.streams
     print(json.dumps({"spans": sum(exporter.by_name.values()), "calls": calls, "chunks_seen": seen}))
+    del ballast
     tp.shutdown()
     return 0
 

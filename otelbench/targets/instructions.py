@@ -7,9 +7,11 @@ per call). Instruction counts do not: the same workload (``_instr_worker.py``: n
 over an in-process transport, the ``overhead-peers`` telemetry setup) runs for each variant
 under ``valgrind --tool=callgrind``, counting only the measured loops. A run is repeatable to
 ~0.01 % (fixed ``PYTHONHASHSEED``, a minimal environment), but the string hashes decide dict and
-set layouts, and with them a few thousand instructions per chunk; so each variant runs under
-``layouts`` hash seeds and the figures are medians over them (the per-seed counts are in the
-details). Instructions are not time (a cache miss costs more than an add), but they rank code
+set layouts, and the allocator's state when the loops start decides how much each free costs;
+each moves a variant by up to a thousand instructions per chunk. So each variant runs under
+``layouts`` layouts, each a hash seed and a ballast of objects kept alive before the loops, and
+the figures are medians over the layouts of the differences within each layout (the
+per-layout counts are in the details). Instructions are not time (a cache miss costs more than an add), but they rank code
 paths that do similar work reliably.
 
 Variants and virtualenvs are those of ``overhead-peers`` (:data:`otelbench.targets.peers.VARIANTS`),
@@ -46,6 +48,11 @@ _WORKER = Path(__file__).with_name("_instr_worker.py")
 _CALLS_FN, _STREAMS_FN = "starmap_next", "accumulate_next"
 
 
+#: Layout ``i`` also keeps ``i * BALLAST_STEP`` small objects alive before the counted loops, so
+#: the three layouts start from different allocator states as well as different hash seeds.
+BALLAST_STEP = 1531
+
+
 @dataclass(frozen=True)
 class InstructionsConfig:
     """Sizes of the run."""
@@ -54,7 +61,7 @@ class InstructionsConfig:
     streams: int = 4
     chunks: int = 256
     variants: tuple[str, ...] = tuple(v.name for v in VARIANTS)
-    layouts: int = 3  # hash seeds 0..layouts-1, each a run of every variant
+    layouts: int = 3  # hash seeds (and ballasts) 0..layouts-1, each a run of every variant
     parallel: int = 2  # valgrind runs at once (one per core)
     install_timeout_s: float = 180.0
     run_timeout_s: float = 900.0
@@ -156,6 +163,7 @@ class InstructionsTarget:
             # -s -P, not -I: -I implies -E, which would ignore PYTHONHASHSEED below.
             str(python), "-s", "-P", str(_WORKER), "--variant", run.name, "--calls", str(cfg.calls),
             "--streams", str(cfg.streams), "--chunks", str(cfg.chunks), "--pricing", str(pricing),
+            "--ballast", str(seed * BALLAST_STEP),
         ]  # fmt: skip
         # A minimal environment: no setting of ours or of the caller (PYTHON*, OTEL_*, ...) reaches
         # the worker, and the process's memory layout does not move with the caller's variables.
@@ -202,18 +210,25 @@ class InstructionsTarget:
             "baseline_kinstr_per_chunk": base.streams_instr / per_chunk / 1e3,
         }
         ok = [name for name, run in runs.items() if name != "baseline" and run.status == "ok"]
-        for name in ok:
-            run = runs[name]
-            metrics[f"{name}_kinstr_per_call"] = (run.calls_instr - base.calls_instr) / cfg.calls / 1e3
-            metrics[f"{name}_kinstr_per_chunk"] = (run.streams_instr - base.streams_instr) / per_chunk / 1e3
+
+        def above(run: _Run, under: _Run) -> tuple[float, float] | None:
+            # Differences within each layout, then the median: a layout moves the baseline too,
+            # so medians taken apart and subtracted would mix layouts.
+            seeds = sorted(set(run.by_seed) & set(under.by_seed))
+            if not seeds:
+                return None
+            calls = statistics.median(run.by_seed[s][0] - under.by_seed[s][0] for s in seeds)
+            streams = statistics.median(run.by_seed[s][1] - under.by_seed[s][1] for s in seeds)
+            return calls / cfg.calls / 1e3, streams / per_chunk / 1e3
+
         figures = ("per_call", "per_chunk")
-        if "sdk_floor" in ok:
-            for name in ok:
-                if name != "sdk_floor":
-                    for f in figures:
-                        metrics[f"{name}_kinstr_{f}_above_floor"] = (
-                            metrics[f"{name}_kinstr_{f}"] - metrics[f"sdk_floor_kinstr_{f}"]
-                        )
+        for name in ok:
+            over_base = above(runs[name], base)
+            over_floor = above(runs[name], runs["sdk_floor"]) if "sdk_floor" in ok else None
+            for suffix, found in (("", over_base), ("_above_floor", over_floor)):
+                if found is not None and (suffix == "" or name != "sdk_floor"):
+                    for f, value in zip(figures, found, strict=True):
+                        metrics[f"{name}_kinstr_{f}{suffix}"] = value
         for name in ok:
             if name in ("ours", "sdk_floor") or "ours" not in ok:
                 continue

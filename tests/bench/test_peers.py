@@ -136,6 +136,29 @@ def test_instruction_counts_are_medians_over_the_hash_seeds() -> None:
     assert (run.calls_instr, run.streams_instr) == (200, 2_000)
 
 
+def test_instruction_figures_are_medians_of_differences_within_each_layout() -> None:
+    from otelbench.targets.instructions import InstructionsTarget, _Run
+
+    def run(name: str, *counts: int) -> _Run:
+        return _Run(name, by_seed={seed: [c, c] for seed, c in enumerate(counts)})
+
+    # A layout moves the baseline too: ours is 10, -50 and 60 above it (median 10), while the
+    # medians taken apart (250 - 200) would read 50.
+    runs = {
+        "baseline": run("baseline", 100, 300, 200),
+        "sdk_floor": run("sdk_floor", 105, 240, 230),
+        "ours": run("ours", 110, 250, 260),
+    }
+    for r in runs.values():
+        r.settle()
+    metrics = InstructionsTarget(calls=1, streams=1, chunks=1)._figures(runs)
+    assert metrics["ours_kinstr_per_call"] == metrics["ours_kinstr_per_chunk"] == 10 / 1e3
+    assert metrics["sdk_floor_kinstr_per_call"] == 5 / 1e3  # 5, -60, 30
+    assert metrics["ours_kinstr_per_call_above_floor"] == 10 / 1e3  # 5, 10, 30
+    assert metrics["baseline_kinstr_per_call"] == 200 / 1e3
+    assert "sdk_floor_kinstr_per_call_above_floor" not in metrics
+
+
 @pytest.mark.slow
 def test_instruction_counts_of_baseline_floor_and_ours() -> None:
     import shutil
