@@ -242,6 +242,26 @@ def test_next_and_for_can_be_mixed(recorder_factory: Any) -> None:
     assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 4
 
 
+def test_a_fed_reader_never_compares_chunks(recorder_factory: Any) -> None:
+    # An SDK chunk's __eq__ runs Python code (pydantic): a comparison per chunk would cost more
+    # than the reading itself.
+    class Chunk:
+        compared = 0
+
+        def __eq__(self, other: object) -> bool:
+            Chunk.compared += 1
+            return False
+
+        __hash__ = object.__hash__
+
+    recorder = recorder_factory()
+    put, take = feed_reader(count_chunk, recorder)
+    for chunk in (Chunk(), Chunk()):
+        put(chunk)
+        assert take() is chunk
+    assert Chunk.compared == 0
+
+
 def test_a_fed_reader_leaves_the_ending_to_its_feeder(recorder_factory: Any) -> None:
     # The raw HTTP client feeds events in and ends (or fails) the recording itself, possibly
     # after it has let go of the reader: the reader's collection must not end it first.

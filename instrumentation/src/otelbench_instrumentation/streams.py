@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from itertools import repeat, starmap
 from types import TracebackType
 from typing import Any
 
@@ -41,7 +42,9 @@ class _Fed:
         self.box: deque[Any] = deque()
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.box.popleft, self)  # C all the way: no Python frame per chunk
+        # C all the way, and no comparison per chunk (iter(popleft, sentinel) would compare each
+        # chunk with the sentinel: a Python-level __eq__ call on a pydantic model).
+        return starmap(self.box.popleft, repeat(()))
 
 
 class ending:
