@@ -162,10 +162,10 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
                     if len(times) > fold_at:
                         recorder.fold_chunk_times()
                 if not responded:
-                    responded = True
                     recorder.set_response(
                         response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
                     )
+                    responded = True
                 # Usage comes in a chunk without choices (stream_options.include_usage) or, on
                 # some compatible servers, with the finish reason; content chunks carry none.
                 if finished or not choices:
