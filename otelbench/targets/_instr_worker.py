@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             seen += 1
 
-    # Objects of 40 to 296 bytes kept alive: a different --ballast starts the loops from a
+    # Objects of ~35 to ~290 bytes kept alive: a different --ballast starts the loops from a
     # different allocator state (which pools are partly used), one more layout to sample.
     ballast = [b"x" * (1 + i % 256) for i in range(args.ballast)]
     gc.collect()

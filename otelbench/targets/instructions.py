@@ -11,8 +11,8 @@ set layouts, and the allocator's state when the loops start decides how much eac
 each moves a variant by up to a thousand instructions per chunk. So each variant runs under
 ``layouts`` layouts, each a hash seed and a ballast of objects kept alive before the loops, and
 the figures are medians over the layouts of the differences within each layout (the
-per-layout counts are in the details). Instructions are not time (a cache miss costs more than an add), but they rank code
-paths that do similar work reliably.
+per-layout counts are in the details). Instructions are not time (a cache miss costs more than
+an add), but they rank code paths that do similar work reliably.
 
 Variants and virtualenvs are those of ``overhead-peers`` (:data:`otelbench.targets.peers.VARIANTS`),
 sync client only. Reported per variant, in thousands of instructions above ``baseline``:
