@@ -8,7 +8,7 @@ over an in-process transport, the ``overhead-peers`` telemetry setup) runs for e
 under ``valgrind --tool=callgrind``, counting only the measured loops. A run is repeatable to
 ~0.01 % (fixed ``PYTHONHASHSEED``, a minimal environment), but the string hashes decide dict and
 set layouts, and the allocator's state when the loops start decides how much each free costs;
-each moves a variant by up to a thousand instructions per chunk. So each variant runs under
+together they move a variant by up to ~2.5 k instructions per chunk. So each variant runs under
 ``layouts`` layouts, each a hash seed and a ballast of objects kept alive before the loops, and
 the figures are medians over the layouts of the differences within each layout (the
 per-layout counts are in the details). Instructions are not time (a cache miss costs more than
