@@ -10,17 +10,25 @@ telemetry) is the caller's.
 Supported: ``http`` and ``https`` (default SSL context), ``Content-Length`` and ``chunked``
 bodies, keep-alive with ``Connection: close`` honoured, a per-request deadline. Not supported:
 proxies, redirects, compression (none is asked for), HTTP/2, request bodies that are not bytes.
+
+Arrival times: where :mod:`otelbench.rxtime` can (64-bit Linux), each read carries the kernel's
+receive time of its bytes, so an event's time is when it reached this machine, not when a busy
+event loop got round to reading it. Elsewhere it is the time of the read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from ..rxtime import StampedSocket, client_socket
 
 #: Largest status line + headers accepted.
 MAX_HEAD = 64 * 1024
@@ -79,7 +87,9 @@ class Endpoint:
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; parses one response at a time as its bytes arrive."""
 
-    def __init__(self) -> None:
+    def __init__(self, sock: socket.socket | None = None) -> None:
+        #: Where read times come from: the stamped socket, or the clock at ``data_received``.
+        self._stamps = sock if isinstance(sock, StampedSocket) else None
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.reused = False
@@ -163,7 +173,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # Events are stamped here, as their bytes are read, not when the consumer gets to them.
-        self._arrival_ns = time.perf_counter_ns()
+        stamps = self._stamps
+        self._arrival_ns = time.perf_counter_ns() if stamps is None else stamps.rx_ns
         self.got_bytes = True
         if self.complete or self.error is not None:
             return  # bytes after a complete response: the connection is not reused (see release)
@@ -396,24 +407,40 @@ class Pool:
         self._closed = False
 
     async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
-        host = self.endpoint.host
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    _Connection,
-                    host,
-                    self.endpoint.port,
-                    ssl=self._ssl,
-                    server_hostname=host if self._ssl is not None else None,
-                ),
-                timeout=min(self.timeout, 60.0),
-            )
+            return await asyncio.wait_for(self._open(), timeout=min(self.timeout, 60.0))
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             raise HTTPConnectError(
                 f"cannot connect to {self.endpoint.host}:{self.endpoint.port}: {exc or type(exc).__name__}"
             ) from exc
-        return conn
+
+    async def _open(self) -> _Connection:
+        # The socket is made here, not by create_connection, so that its reads can be stamped.
+        loop = asyncio.get_running_loop()
+        host, port = self.endpoint.host, self.endpoint.port
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        error: OSError = OSError(f"no address for {host}")
+        for family, kind, proto, _, address in infos:
+            sock = client_socket(family, kind, proto)
+            try:
+                await loop.sock_connect(sock, address)
+                _, conn = await loop.create_connection(
+                    functools.partial(_Connection, sock),
+                    sock=sock,
+                    ssl=self._ssl,
+                    server_hostname=host if self._ssl is not None else None,
+                )
+            except OSError as exc:  # ssl.SSLError included: the next address will not do better
+                sock.close()
+                if isinstance(exc, ssl.SSLError):
+                    raise
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return conn
+        raise error
 
     async def post(self, path: str, body: bytes, *, accept: str, sep: bytes | None) -> _Connection:
         """Send ``body`` to ``path``; return the connection once the response head has arrived.

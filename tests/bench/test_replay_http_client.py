@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otelbench_instrumentation
+from otelbench import rxtime
 from otelbench.cli import main
 from otelbench.datasets import builtin
 from otelbench.load import Limits
@@ -37,6 +40,8 @@ from otelbench.replay.httpclient import (
     read_all,
 )
 from otelbench_instrumentation import semconv
+
+from ..conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S
 
 SCHEMES = ("openai", "anthropic", "ollama")
 
@@ -647,3 +652,81 @@ def test_a_proxy_in_the_environment_is_named_as_ignored(
     err = capsys.readouterr().err
     assert "--client http ignores HTTP_PROXY; openai:m@http://127.0.0.1:" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(
+    rxtime.SO_TIMESTAMPNS is None, reason="kernel receive times are read on 64-bit Linux only"
+)
+def test_a_busy_loop_does_not_delay_the_recorded_chunks(isolated_mock_server: MockServer) -> None:
+    # The mock runs in its own process: it writes on time while this loop is blocked.
+    providers = Providers()
+    target = parse_target("openai:busy-loop@mock", {}).with_mock(isolated_mock_server.url)
+    blocked_s = 0.4
+
+    async def go() -> Observation:
+        adapter = make_adapter(
+            target,
+            ClientOptions(stream=True, kind="http"),
+            providers.tracer_provider,
+            providers.meter_provider,
+        )
+        try:
+            await adapter.prepare(1)
+            obs = Observation()
+            task = asyncio.create_task(adapter.request(builtin("chat")[0], obs))
+            while not obs.sent_ns:
+                await asyncio.sleep(0)
+            time.sleep(blocked_s)  # the whole response arrives meanwhile, unread
+            await task
+            return obs
+        finally:
+            await adapter.aclose()
+
+    obs = asyncio.run(go())
+    (record,) = [r for r in isolated_mock_server.records if r.model == "busy-loop"]
+    (span,) = providers.spans.get_finished_spans()
+    ttft = (span.attributes or {})[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttft, float) and record.last_byte_ns is not None
+    # Read-time stamps would all be past the 0.4 s block. The kernel's are when the bytes came:
+    # queued packets are merged under the newest one's time, the last write's (same clock as ours).
+    assert len(obs.chunk_ns) == MOCK_OUTPUT_TOKENS
+    assert record.last_byte_ns <= obs.chunk_ns[0] == obs.chunk_ns[-1] < record.last_byte_ns + 5_000_000
+    assert (obs.chunk_ns[-1] - obs.sent_ns) / 1e9 < blocked_s - 0.2
+    assert MOCK_TTFT_S <= ttft < blocked_s - 0.2
+
+
+def test_read_times_come_from_the_kernel_and_fall_back_to_the_clock() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    client = rxtime.client_socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+    try:
+        client.setblocking(True)
+        client.connect(server.getsockname())
+        peer, _ = server.accept()
+        with peer:
+            peer.sendall(b"one")
+            time.sleep(0.1)
+            assert client.recv(16) == b"one"
+            first_read, first_stamp = time.perf_counter_ns(), getattr(client, "rx_ns", None)
+            buffer = bytearray(16)
+            peer.sendall(b"two")
+            time.sleep(0.1)
+            assert client.recv_into(buffer, 8) == 3 and buffer[:3] == b"two"
+            second_read, second_stamp = time.perf_counter_ns(), getattr(client, "rx_ns", None)
+        if rxtime.SO_TIMESTAMPNS is None:
+            assert not isinstance(client, rxtime.StampedSocket)
+            return
+        # The bytes sat in the kernel for 0.1 s before each read: the stamps are that much older.
+        assert first_stamp is not None and second_stamp is not None
+        assert first_stamp <= first_read - 90_000_000
+        assert first_read < second_stamp <= second_read - 90_000_000
+    finally:
+        client.close()
+        server.close()
+    # A control message that is not a timestamp (or none) gives the read time.
+    now = time.perf_counter_ns()
+    assert rxtime.received_at([]) >= now
+    assert rxtime.received_at([(socket.SOL_SOCKET, -1, bytes(16))]) >= now
+    # A stamp from the future (a clock step) is not believed either.
+    future = time.time_ns() + 5_000_000_000
+    stamp = rxtime.TIMESPEC.pack(future // 1_000_000_000, future % 1_000_000_000)
+    assert rxtime.received_at([(socket.SOL_SOCKET, rxtime.SO_TIMESTAMPNS or 35, stamp)]) >= now
