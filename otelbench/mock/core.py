@@ -183,17 +183,27 @@ class Rec:
         "path",
         "protocol",
         "reasoning_tokens",
+        "received_ns",
         "request_id",
         "status",
         "stream",
         "worker",
     )
 
-    def __init__(self, request_id: str, protocol: str, path: str, arrival_ns: int, worker: int = 0) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        protocol: str,
+        path: str,
+        arrival_ns: int,
+        worker: int = 0,
+        received_ns: int | None = None,
+    ) -> None:
         self.request_id = request_id
         self.protocol = protocol
         self.path = path
         self.arrival_ns = arrival_ns
+        self.received_ns = received_ns
         self.model = ""
         self.stream = False
         self.status = 0
@@ -324,7 +334,7 @@ class App:
         if self.ground_truth is not None:
             offset = time.time_ns() - perf_ns()
             row: dict[str, Any] = {name: getattr(rec, name) for name in RECORD_FIELDS}
-            for name in ("arrival_ns", "first_byte_ns", "last_byte_ns", "headers_ns"):
+            for name in ("arrival_ns", "received_ns", "first_byte_ns", "last_byte_ns", "headers_ns"):
                 value = row[name]
                 row[name.replace("_ns", "_unix_ns")] = None if value is None else value + offset
             # One write() per line on an O_APPEND descriptor: lines from several worker processes
@@ -372,7 +382,7 @@ class App:
                 if route is not None:
                     break
         spec = route[0] if route is not None else self._protocol_for_path(request.path)
-        rec = Rec(request_id, spec.name, request.path, request.arrival_ns, self.worker)
+        rec = Rec(request_id, spec.name, request.path, request.arrival_ns, self.worker, request.received_ns)
         ctx = RequestContext(self, conn, request, rec, spec)
         try:
             if request.too_large:

@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import httptools
 
+from .. import rxtime
+
 log = logging.getLogger("otelbench.mock")
 
 perf_ns = time.perf_counter_ns
@@ -62,6 +64,9 @@ class Request:
     #: `loop.time()` and `perf_counter_ns()` when the last byte of the request was read.
     arrival: float
     arrival_ns: int
+    #: When the kernel received the request's last bytes (`perf_counter_ns` clock); None where
+    #: reads are not stamped (see `otelbench.rxtime`).
+    received_ns: int | None = None
 
 
 class Handler(Protocol):
@@ -91,6 +96,7 @@ class HttpConnection(asyncio.Protocol):
         self._rejected = False
         self._on_close = on_close
         self._transport: asyncio.Transport | None = None
+        self._stamped = False
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: dict[str, str] = {}
@@ -112,6 +118,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self._stamped = rxtime.stamps_reads(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         if self._close_after:
@@ -197,6 +204,8 @@ class HttpConnection(asyncio.Protocol):
         if self._rejected:
             return
         arrival, arrival_ns = self._loop.time(), perf_ns()
+        # Called from data_received, right after the read that brought the request's last bytes.
+        received_ns = rxtime.last_read_ns() if self._stamped else None
         url = self._url.decode("latin-1")
         path, _, query = url.partition("?")
         request = Request(
@@ -209,6 +218,7 @@ class HttpConnection(asyncio.Protocol):
             too_large=self._too_large,
             arrival=arrival,
             arrival_ns=arrival_ns,
+            received_ns=received_ns,
         )
         self._body = []
         if request.too_large:

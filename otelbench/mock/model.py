@@ -263,6 +263,9 @@ class RequestRecord:
     delay of a content chunk (or of a non-streamed body) past its planned time: how far the
     server fell behind its own schedule (a few microseconds when idle; it grows under overload).
     `worker` is the index of the server process that answered (0 unless `MockConfig.workers` > 1).
+    `received_ns` is when the kernel received the request's last bytes, before the server's event
+    loop read them (None where reads are not stamped, see `otelbench.rxtime`); `arrival_ns` minus
+    it is how long the request waited for a busy server.
     """
 
     request_id: str
@@ -285,3 +288,4 @@ class RequestRecord:
     reasoning_tokens: int = 0
     late_ns: int = 0
     worker: int = 0
+    received_ns: int | None = None

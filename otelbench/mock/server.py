@@ -16,6 +16,7 @@ import time
 from types import TracebackType
 from typing import Any
 
+from .. import rxtime
 from . import anthropic_api, bedrock_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
 from .http import ConnectionSet, HttpConnection, new_event_loop
@@ -97,6 +98,30 @@ class _Child:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def _stamping_listener(host: str, port: int, reuse_port: bool) -> socket.socket | None:
+    """A bound socket whose connections stamp their reads with the kernel's receive time, so a
+    record's ``received_ns`` is known; None where that is not available or ``host`` names several
+    addresses (asyncio then binds them all, unstamped)."""
+    if rxtime.SO_TIMESTAMPNS is None:
+        return None
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    if len({(family, address) for family, _, _, _, address in infos}) != 1:
+        return None
+    family, kind, proto, _, address = infos[0]
+    sock = rxtime.listening_socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class MockServer:
@@ -240,8 +265,11 @@ class MockServer:
             return conn
 
         try:
-            server = loop.run_until_complete(
-                loop.create_server(
+            listener = _stamping_listener(self.config.host, self.config.port, self._reuse_port)
+            if listener is not None:
+                serving = loop.create_server(factory, sock=listener, backlog=2048)
+            else:
+                serving = loop.create_server(
                     factory,
                     self.config.host,
                     self.config.port,
@@ -249,7 +277,7 @@ class MockServer:
                     reuse_address=True,
                     reuse_port=self._reuse_port or None,
                 )
-            )
+            server = loop.run_until_complete(serving)
         except BaseException as exc:
             self._start_error = exc
             loop.close()

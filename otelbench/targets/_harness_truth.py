@@ -1,10 +1,16 @@
 """Ground truth for ``harness-peers``: what the mock server actually did, from its request records.
 
 Every figure here comes from :class:`otelbench.mock.RequestRecord` times (server
-``perf_counter_ns``): ``arrival_ns`` (the request fully read), ``first_byte_ns`` (the first content
-chunk handed to the socket), ``last_byte_ns`` (the last byte of the response). A load generator's
-reported figures are then compared with these, request population against request population
-(the same requests, since each run sends its own model name).
+``perf_counter_ns``): ``received_ns`` (the kernel received the request's last bytes),
+``first_byte_ns`` (the first content chunk handed to the socket), ``last_byte_ns`` (the last byte
+of the response). A load generator's reported figures are then compared with these, request
+population against request population (the same requests, since each run sends its own model
+name).
+
+Requests start when they reached the server, not when its event loop read them
+(``arrival_ns``): a busy mock's read lag is server latency that every client sees, not a client's
+error. Where the mock's reads are not stamped, ``arrival_ns`` is the start, and that lag is
+counted against the tools.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class Record(Protocol):
     def status(self) -> int: ...
     @property
     def arrival_ns(self) -> int: ...
+    @property
+    def received_ns(self) -> int | None: ...
     @property
     def first_byte_ns(self) -> int | None: ...
     @property
@@ -71,13 +79,15 @@ class Truth:
 
     requests: int  # records with status 200 and a complete response
     failed: int  # other records
-    ttft: Stat | None  # first content chunk - arrival (streams only)
+    ttft: Stat | None  # first content chunk - start (streams only)
     itl: Stat | None  # per request: (last byte - first content chunk) / (chunks - 1)
-    latency: Stat | None  # last byte - arrival
+    latency: Stat | None  # last byte - start
     inflight_mean: float  # time-weighted requests in flight over the middle 80 % of the run
     inflight_max: int
     rate_per_s: float  # completions per second over the middle 80 % of completions
-    span_s: float  # first arrival to last byte
+    span_s: float  # first start to last byte
+    #: How long requests waited in the kernel for the mock's loop to read them (None: not stamped).
+    read_wait: Stat | None = None
 
 
 def ok_records(records: Sequence[Record]) -> list[Record]:
@@ -85,19 +95,23 @@ def ok_records(records: Sequence[Record]) -> list[Record]:
     return [r for r in records if r.status == 200 and r.last_byte_ns is not None]
 
 
+def start_ns(record: Record) -> int:
+    """When the request reached the server: the kernel's receive time, else the read time."""
+    return record.arrival_ns if record.received_ns is None else record.received_ns
+
+
 def ground_truth(records: Sequence[Record]) -> Truth:
     """Summarise one run's records (warm-up requests already removed)."""
     ok = ok_records(records)
-    ttft = [
-        (r.first_byte_ns - r.arrival_ns) / 1e9 for r in ok if r.first_byte_ns is not None and r.chunks > 0
-    ]
+    ttft = [(r.first_byte_ns - start_ns(r)) / 1e9 for r in ok if r.first_byte_ns is not None and r.chunks > 0]
     itl = [
         (r.last_byte_ns - r.first_byte_ns) / 1e9 / (r.chunks - 1)
         for r in ok
         if r.first_byte_ns is not None and r.last_byte_ns is not None and r.chunks > 1
     ]
-    latency = [(r.last_byte_ns - r.arrival_ns) / 1e9 for r in ok if r.last_byte_ns is not None]
-    intervals = [(r.arrival_ns, r.last_byte_ns) for r in records if r.last_byte_ns is not None]
+    latency = [(r.last_byte_ns - start_ns(r)) / 1e9 for r in ok if r.last_byte_ns is not None]
+    intervals = [(start_ns(r), r.last_byte_ns) for r in records if r.last_byte_ns is not None]
+    read_wait = [(r.arrival_ns - r.received_ns) / 1e9 for r in records if r.received_ns is not None]
     mean, peak = inflight(intervals)
     span = (max(e for _, e in intervals) - min(s for s, _ in intervals)) / 1e9 if intervals else math.nan
     return Truth(
@@ -110,6 +124,7 @@ def ground_truth(records: Sequence[Record]) -> Truth:
         inflight_max=peak,
         rate_per_s=completion_rate([e for _, e in intervals]),
         span_s=span,
+        read_wait=stat_of(read_wait),
     )
 
 

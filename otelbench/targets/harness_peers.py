@@ -193,6 +193,7 @@ class RunOutcome:
                 "inflight_max": t.inflight_max,
                 "rate_per_s": _round(t.rate_per_s),
                 "span_s": _round(t.span_s),
+                "read_wait": ms(t.read_wait),
             }
         return row
 

@@ -126,6 +126,7 @@ class Rec:
     chunks: int
     status: int = 200
     model: str = "m"
+    received_ns: int | None = None
 
 
 MS = 1_000_000
@@ -145,6 +146,21 @@ def test_ground_truth_of_fixed_plans() -> None:
     _close(truth.latency, 0.093, 0.093, 0.090 + 0.006 * 0.99)
     assert truth.inflight_max == 3  # the failed one counts while it is in flight
     assert truth.span_s == pytest.approx(0.106)
+    assert truth.read_wait is None  # the reads were not stamped
+
+
+def test_ground_truth_starts_when_the_request_reached_the_server() -> None:
+    # The second request waited 8 ms in the kernel before the busy mock read it.
+    records = [
+        Rec(0, 50 * MS, 90 * MS, 5, received_ns=0),
+        Rec(10 * MS, 60 * MS, 100 * MS, 5, received_ns=2 * MS),
+    ]
+    truth = ground_truth(records)
+    assert truth.ttft is not None and truth.latency is not None and truth.read_wait is not None
+    assert (truth.ttft.p50, truth.ttft.p99) == (pytest.approx(0.054), pytest.approx(0.05 + 0.008 * 0.99))
+    assert truth.latency.mean == pytest.approx((0.090 + 0.098) / 2)
+    assert (truth.read_wait.mean, truth.read_wait.p99) == (pytest.approx(0.004), pytest.approx(0.008 * 0.99))
+    assert truth.span_s == pytest.approx(0.100)
 
 
 def test_inflight_is_time_weighted_over_the_middle() -> None:

@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import openai
 import pytest
 
+from otelbench import rxtime
 from otelbench.mock import MAX_HANG_SECONDS, Dist, Fault, MockConfig, MockServer, ModelProfile
 
 from .conftest import OUTPUT_TOKENS, hdrs, record_for, records_for_model, within_attempts
@@ -300,6 +302,32 @@ def test_ground_truth_file(tmp_path: Path) -> None:
         first["first_byte_unix_ns"] - first["arrival_unix_ns"] == first["first_byte_ns"] - first["arrival_ns"]
     )
     assert rows[1]["headers_unix_ns"] is None
+
+
+@pytest.mark.skipif(rxtime.SO_TIMESTAMPNS is None, reason="reads are stamped on 64-bit Linux only")
+def test_a_request_that_waits_for_a_busy_server_is_recorded_from_its_receipt(tmp_path: Path) -> None:
+    path = tmp_path / "truth.jsonl"
+    with MockServer(MockConfig(ground_truth_path=str(path))) as server:
+        busy = threading.Event()
+
+        def hold_the_loop() -> None:
+            busy.set()
+            time.sleep(0.3)
+
+        assert server._loop is not None
+        server._loop.call_soon_threadsafe(hold_the_loop)
+        assert busy.wait(5)
+        # The kernel completes the handshake and buffers the request while the loop is held.
+        c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            assert post(c, "/v1/chat/completions", CHAT)[0] == 200
+        finally:
+            c.close()
+        (record,) = server.records
+    assert record.received_ns is not None
+    assert record.received_ns <= record.arrival_ns - 200_000_000
+    (row,) = [json.loads(line) for line in path.read_text().splitlines()]
+    assert row["received_unix_ns"] - row["arrival_unix_ns"] == record.received_ns - record.arrival_ns
 
 
 def test_cpu_seconds_of_the_server_thread() -> None:
