@@ -84,12 +84,52 @@ class Endpoint:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+#: At most this much parsing (ns) between two polls of the sockets.
+SLICE_NS = 2_000_000
+
+
+class _Slices:
+    """Parses connections' events in slices of about ``SLICE_NS``, one per loop turn, so that a
+    loop short of CPU still reads every socket often: a read gets the packets' own receive times
+    only while the kernel has not merged them with later ones."""
+
+    __slots__ = ("loop", "queue", "scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: deque[_Connection] = deque()
+        self.scheduled = False
+
+    def add(self, conn: _Connection) -> None:
+        """Parse ``conn``'s events after those of the connections already waiting."""
+        self.queue.append(conn)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        """One slice: connections in turn until the queue is empty or the slice is used up."""
+        queue, clock = self.queue, time.perf_counter_ns
+        until = clock() + SLICE_NS
+        try:
+            while queue:
+                queue.popleft()._dispatch()
+                if clock() > until:
+                    break
+        finally:
+            if queue:
+                self.loop.call_soon(self.run)
+            else:
+                self.scheduled = False
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; parses one response at a time as its bytes arrive."""
 
-    def __init__(self, sock: socket.socket | None = None) -> None:
+    def __init__(self, sock: socket.socket, slices: _Slices) -> None:
         #: Where read times come from: the stamped socket, or the clock at ``data_received``.
         self._stamps = sock if isinstance(sock, StampedSocket) else None
+        self._slices = slices
         self.transport: asyncio.Transport | None = None
         self.open = False
         self.reused = False
@@ -207,13 +247,11 @@ class _Connection(asyncio.Protocol):
         if not self.complete and self._sep is not None and self._body:
             self._split()
         if self._handler is not None:
-            # Handled on the loop's next turn, not here: the other connections' bytes read in
-            # this turn get their time stamps before any of this turn's events is parsed.
+            # Handled on a later loop turn, not here: the other connections' bytes read in this
+            # turn get their time stamps before any of this turn's events is parsed.
             if not self._dispatch_pending:
                 self._dispatch_pending = True
-                loop = self._loop
-                assert loop is not None  # set by connection_made, which comes first
-                loop.call_soon(self._dispatch)
+                self._slices.add(self)
         else:
             self._wake()
 
@@ -405,6 +443,13 @@ class Pool:
         head += [f"{name}: {value}" for name, value in extra_headers.items()]
         self._head = ("\r\n".join(head) + "\r\n").encode("latin-1")
         self._closed = False
+        self._slices: _Slices | None = None
+
+    def _slices_of(self, loop: asyncio.AbstractEventLoop) -> _Slices:
+        # One parsing queue for the pool's connections, made on the loop that uses them.
+        if self._slices is None or self._slices.loop is not loop:
+            self._slices = _Slices(loop)
+        return self._slices
 
     async def _connect(self) -> _Connection:
         try:
@@ -425,7 +470,7 @@ class Pool:
             try:
                 await loop.sock_connect(sock, address)
                 _, conn = await loop.create_connection(
-                    functools.partial(_Connection, sock),
+                    functools.partial(_Connection, sock, self._slices_of(loop)),
                     sock=sock,
                     ssl=self._ssl,
                     server_hostname=host if self._ssl is not None else None,

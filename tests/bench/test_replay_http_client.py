@@ -730,3 +730,39 @@ def test_read_times_come_from_the_kernel_and_fall_back_to_the_clock() -> None:
     future = time.time_ns() + 5_000_000_000
     stamp = rxtime.TIMESPEC.pack(future // 1_000_000_000, future % 1_000_000_000)
     assert rxtime.received_at([(socket.SOL_SOCKET, rxtime.SO_TIMESTAMPNS or 35, stamp)]) >= now
+
+
+def test_events_are_parsed_in_slices_with_polls_between_and_none_is_lost() -> None:
+    from otelbench.replay.httpclient import SLICE_NS, _Slices
+
+    turns: list[int] = []
+    turn = 0
+
+    class Busy:
+        """Stands in for a connection whose events take 0.6 of a slice to parse."""
+
+        def __init__(self, fail: bool = False) -> None:
+            self.fail = fail
+
+        def _dispatch(self) -> None:
+            turns.append(turn)
+            time.sleep(SLICE_NS * 0.6 / 1e9)
+            if self.fail:
+                raise RuntimeError("a parser bug")
+
+    async def go() -> None:
+        nonlocal turn
+        loop = asyncio.get_running_loop()
+        slices = _Slices(loop)
+        for conn in [Busy(), Busy(fail=True), Busy(), Busy(), Busy()]:
+            slices.add(conn)  # type: ignore[arg-type]
+        loop.set_exception_handler(lambda _loop, _context: None)  # the failing slice is reported there
+        while turn < 5:
+            turn += 1
+            await asyncio.sleep(0)  # one loop turn: the sockets are polled between two slices
+        assert not slices.queue and not slices.scheduled
+
+    asyncio.run(go())
+    # Two connections per slice (the second one overruns it), one slice per turn; the failure
+    # in the second slice does not stall the ones after it.
+    assert turns == [1, 1, 2, 2, 3]
