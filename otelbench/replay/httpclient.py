@@ -212,7 +212,8 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too: connection_lost follows
 
     def data_received(self, data: bytes) -> None:
-        # Events are stamped here, as their bytes are read, not when the consumer gets to them.
+        # Events are stamped here, with when their bytes came (or were read), not when the
+        # consumer gets to them.
         stamps = self._stamps
         self._arrival_ns = time.perf_counter_ns() if stamps is None else stamps.rx_ns
         self.got_bytes = True
@@ -475,10 +476,10 @@ class Pool:
                     ssl=self._ssl,
                     server_hostname=host if self._ssl is not None else None,
                 )
-            except OSError as exc:  # ssl.SSLError included: the next address will not do better
+            except OSError as exc:
                 sock.close()
                 if isinstance(exc, ssl.SSLError):
-                    raise
+                    raise  # the server answered: another of its addresses would answer the same
                 error = exc
                 continue
             except BaseException:
