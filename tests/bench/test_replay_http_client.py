@@ -766,3 +766,29 @@ def test_events_are_parsed_in_slices_with_polls_between_and_none_is_lost() -> No
     # Two connections per slice (the second one overruns it), one slice per turn; the failure
     # in the second slice does not stall the ones after it.
     assert turns == [1, 1, 2, 2, 3]
+
+
+def test_where_reads_are_not_stamped_both_ends_fall_back_to_read_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from otelbench.targets._harness_truth import start_ns
+
+    monkeypatch.setattr(rxtime, "SO_TIMESTAMPNS", None)  # as on macOS, Windows or 32-bit Linux
+    body = json.dumps(
+        {"model": "plain", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    ).encode()
+
+    async def go(url: str) -> tuple[bool, bytes]:
+        pool = Pool(Endpoint.parse(url), 10.0, {})
+        conn = await pool.post("/chat/completions", body, accept="text/event-stream", sep=None)
+        got = await read_all(conn)
+        stamped = conn._stamps is not None
+        pool.release(conn)
+        pool.close()
+        return stamped, got
+
+    with MockServer(MockConfig(seed=5)) as server:  # in this process: it sees the patched module
+        stamped, got = asyncio.run(go(server.openai_base_url))
+        (record,) = server.records
+    assert not stamped and b"data: [DONE]" in got
+    assert record.received_ns is None and start_ns(record) == record.arrival_ns
