@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider
@@ -65,14 +66,32 @@ class _Wire(dict[str, Any]):
     __getattr__ = dict.get  # only consulted when normal lookup fails: C speed, no exception
 
 
-_DECODER = json.JSONDecoder(
-    object_hook=_Wire
-)  # one decoder: json.loads(..., object_hook) builds one per call
+# The fields the readers touch on every item are properties: a failed normal lookup (then
+# __getattr__) costs ~0.5 us per read, a property calling dict.get in C ~0.1 us. Others still
+# read through __getattr__.
+for _name in (
+    "choices", "delta", "content", "finish_reason", "usage", "error", "tool_calls", "refusal",
+    "id", "model", "type", "text", "message", "done", "stop_reason",
+):  # fmt: skip
+    setattr(_Wire, _name, property(methodcaller("get", _name)))
+del _name
+
+# One decoder (json.loads(..., object_hook) builds one per call), called through its C scanner:
+# decode() adds two whitespace matches per item.
+_DECODER = json.JSONDecoder(object_hook=_Wire)
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def decode(data: bytes) -> Any:
     """JSON with every object readable by attribute (what the extractors and observers expect)."""
-    return _DECODER.decode(data.decode())
+    text = data.decode()
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:
+        end = -1
+    if end == len(text):
+        return value
+    return _DECODER.decode(text)  # surrounding blanks, or the error naming what is wrong
 
 
 def sse_data(event: bytes) -> bytes | None:

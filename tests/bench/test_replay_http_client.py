@@ -772,6 +772,24 @@ def test_events_are_parsed_in_slices_with_polls_between_and_none_is_lost(
     assert turns == [1, 1, 2, 2, 3]
 
 
+def test_decoded_items_read_like_sdk_models_and_stay_dicts() -> None:
+    from otelbench.replay.lean import decode
+
+    item = decode(b'{"choices":[{"delta":{"content":"hi"},"finish_reason":null}],"usage":{"x":1}}')
+    (choice,) = item.choices
+    assert choice.delta.content == "hi" and choice.finish_reason is None
+    assert item.usage.x == 1 and item.error is None and item.not_a_field is None
+    assert isinstance(item, dict) and json.loads(json.dumps(item)) == item
+    assert decode(b' \t{"type": "ping"}\n').type == "ping"  # blanks around a value
+    for bad, message in [
+        (b'{"a":1} {"b":2}', "Extra data"),
+        (b"", "Expecting value"),
+        (b'{"a":', "Expecting"),
+    ]:
+        with pytest.raises(json.JSONDecodeError, match=message):
+            decode(bad)
+
+
 def test_where_reads_are_not_stamped_both_ends_fall_back_to_read_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
