@@ -186,7 +186,7 @@ class LeanAdapter:
                 recorder.fail(exc)
             raise
         if recorder is not None:
-            recorder.end()
+            recorder.end(end_ns=obs.end_ns)  # when the last item arrived, not when we got to it
 
     async def _exchange(self, payload: bytes, recorder: LLMRecorder | None, obs: Observation) -> None:
         pool = self.pool

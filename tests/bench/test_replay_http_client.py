@@ -693,6 +693,10 @@ def test_a_busy_loop_does_not_delay_the_recorded_chunks(isolated_mock_server: Mo
     assert record.last_byte_ns <= obs.chunk_ns[0] == obs.chunk_ns[-1] < record.last_byte_ns + 5_000_000
     assert (obs.chunk_ns[-1] - obs.sent_ns) / 1e9 < blocked_s - 0.2
     assert MOCK_TTFT_S <= ttft < blocked_s - 0.2
+    # The operation ends when its last item came, not when the loop got to it.
+    (duration,) = providers.points()[semconv.METRIC_OPERATION_DURATION]
+    assert duration.count == 1 and ttft <= duration.sum < blocked_s - 0.2
+    assert obs.end_ns is not None and obs.end_ns - obs.sent_ns < (blocked_s - 0.2) * 1e9
 
 
 def test_read_times_come_from_the_kernel_and_fall_back_to_the_clock() -> None:

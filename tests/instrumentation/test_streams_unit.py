@@ -336,3 +336,34 @@ def test_long_streams_keep_bounded_chunk_times_in_mean_timing(timing: str) -> No
     ]
     assert point.count == (1 if timing == "mean" else n - 1)
     assert point.sum == pytest.approx(0.001 * (1 if timing == "mean" else n - 1))
+
+
+def test_the_caller_may_say_when_the_response_ended() -> None:
+    import time
+
+    _, tp, reader, mp = make_providers()
+    telemetry = Telemetry(tp, mp)
+
+    def duration(end: Any) -> float:
+        recorder = telemetry.start_llm(operation="chat", provider="openai", request_model="m")
+        assert recorder is not None
+        recorder.deactivate()
+        started = time.perf_counter_ns()
+        time.sleep(0.05)  # the caller got to the end 50 ms after the response ended
+        recorder.end(end_ns=end(started))
+        (point,) = [
+            p
+            for rm in reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == semconv.METRIC_OPERATION_DURATION
+            for p in m.data.data_points
+        ]
+        return float(point.sum)
+
+    # The time given (on the recorder's clock) ends the operation; the reader is cumulative.
+    first = duration(lambda started: started + 1_000_000)
+    assert first < 0.04
+    # None, or a time before the start (a stale clock), means now.
+    assert duration(lambda started: None) - first >= 0.05
+    assert duration(lambda started: started - 10**12) - first >= 0.1

@@ -392,17 +392,18 @@ class LLMRecorder:
         """End the operation as failed; ``error.type`` is ``error_type`` or the exception's class."""
         self._finish(error_type or type(exc).__qualname__, exc)
 
-    def end(self, *, closed_early: bool = False) -> None:
-        """End the operation successfully (``closed_early``: the caller stopped a stream)."""
+    def end(self, *, closed_early: bool = False, end_ns: int | None = None) -> None:
+        """End the operation successfully (``closed_early``: the caller stopped a stream; ``end_ns``:
+        when the response ended on the ``clock``, if the caller knows it better than now)."""
         self._closed_early = closed_early
-        self._finish(None, None)
+        self._finish(None, None, end_ns)
 
-    def _finish(self, error_type: str | None, exc: BaseException | None) -> None:
+    def _finish(self, error_type: str | None, exc: BaseException | None, end_ns: int | None = None) -> None:
         if self.ended:
             return
         self.ended = True
         try:
-            self._record(error_type, exc)
+            self._record(error_type, exc, end_ns)
         except Exception:
             log.debug("could not finish GenAI telemetry", exc_info=True)
         finally:
@@ -411,8 +412,9 @@ class LLMRecorder:
             except Exception:
                 log.debug("could not end GenAI span", exc_info=True)
 
-    def _record(self, error_type: str | None, exc: BaseException | None) -> None:
-        end_ns = time.perf_counter_ns()
+    def _record(self, error_type: str | None, exc: BaseException | None, end_ns: int | None) -> None:
+        if end_ns is None or end_ns < self._start_ns:
+            end_ns = time.perf_counter_ns()
         t = self._telemetry
         span = self._span
         attrs = self._metric_attrs
