@@ -85,20 +85,32 @@ class Endpoint:
 
 
 #: At most this much parsing (ns) between two polls of the sockets.
-SLICE_NS = 2_000_000
+SLICE_NS = 1_000_000
+#: About this much of a loop turn (ns) goes to the requests' own steps (ending one, sending the
+#: next: a few hundred us each); the rest wait for a later turn.
+TURN_NS = 1_000_000
 
 
 class _Slices:
-    """Parses connections' events in slices of about ``SLICE_NS``, one per loop turn, so that a
-    loop short of CPU still reads every socket often: a read gets the packets' own receive times
-    only while the kernel has not merged them with later ones."""
+    """Shares a busy loop's turns so that it still reads every socket often: a read gets the
+    packets' own receive times only while the kernel has not merged them with later ones.
 
-    __slots__ = ("loop", "queue", "scheduled")
+    Events read in a turn are parsed in slices of about ``SLICE_NS``, one per turn. Requests that
+    :meth:`pace` between responses go on while the turn is younger than ``TURN_NS``, and wait
+    for a later turn otherwise: a wave of 256 responses ending together would otherwise keep the
+    loop from its sockets for tens of milliseconds while they end and send the next requests.
+    """
+
+    __slots__ = ("deadline", "loop", "marking", "queue", "scheduled", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: deque[_Connection] = deque()
         self.scheduled = False
+        #: Until when (perf_counter_ns) the current turn has room for requests' steps.
+        self.deadline = 0
+        self.marking = False
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     def add(self, conn: _Connection) -> None:
         """Parse ``conn``'s events after those of the connections already waiting."""
@@ -121,6 +133,33 @@ class _Slices:
                 self.loop.call_soon(self.run)
             else:
                 self.scheduled = False
+
+    async def pace(self) -> None:
+        """Return on a loop turn with room left for this request's next steps."""
+        while True:
+            now = time.perf_counter_ns()
+            if not self.marking:  # an idle loop: this turn starts now
+                self.marking = True
+                self.deadline = now + TURN_NS
+                self.loop.call_soon(self._mark)
+            if now <= self.deadline:
+                return
+            waiter = self.loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
+
+    def _mark(self) -> None:
+        # Scheduled before the waiters' wake-ups, so it runs first in the next turn and dates it.
+        self.deadline = time.perf_counter_ns() + TURN_NS
+        waiters = self.waiters
+        if not waiters:
+            self.marking = False
+            return
+        self.loop.call_soon(self._mark)
+        self.waiters = deque()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -449,6 +488,10 @@ class Pool:
         if self._slices is None or self._slices.loop is not loop:
             self._slices = _Slices(loop)
         return self._slices
+
+    async def pace(self) -> None:
+        """Return on a loop turn with room for a request's own steps (see :class:`_Slices`)."""
+        await self._slices_of(asyncio.get_running_loop()).pace()
 
     async def _connect(self) -> _Connection:
         try:

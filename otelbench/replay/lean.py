@@ -203,12 +203,15 @@ class LeanAdapter:
             record = _NULL_RECORDER if recorder is None else recorder
             if not self.stream:
                 self.read_whole(record, obs, await read_all(conn))
-                return
-            # Chunk times are when each event's bytes were read, not when the loop parsed them;
-            # events are handled as they are read (push mode), with one wake-up at the end.
-            record.clock = obs.clock = conn.event_time
-            conn.deliver(self.stream_reader(record, obs))
-            await conn.finished()
+            else:
+                # Chunk times are when each event's bytes were read, not when the loop parsed
+                # them; events are handled as they are read (push mode), with one wake-up at the end.
+                record.clock = obs.clock = conn.event_time
+                conn.deliver(self.stream_reader(record, obs))
+                await conn.finished()
+            # The response is timed (obs.end_ns); ending it and sending the next request wait
+            # for a turn with room, so that a wave of them does not starve the sockets.
+            await pool.pace()
         finally:
             pool.release(conn)
 

@@ -794,6 +794,43 @@ def test_decoded_items_read_like_sdk_models_and_stay_dicts() -> None:
             decode(bad)
 
 
+def test_a_wave_of_request_steps_is_spread_over_turns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otelbench.replay import httpclient
+
+    # Long turns and steps, so that a loaded machine's oversleeping cannot add passes to a turn.
+    monkeypatch.setattr(httpclient, "TURN_NS", 20_000_000)
+    step_s = 0.008  # ending a response and sending the next request, as a busy wait
+    passed: list[tuple[int, int]] = []  # (request, loop turn)
+    turn = 0
+
+    async def go() -> None:
+        nonlocal turn
+        slices = httpclient._Slices(asyncio.get_running_loop())
+
+        async def request(i: int) -> None:
+            await slices.pace()
+            passed.append((i, turn))
+            time.sleep(step_s)
+
+        tasks = [asyncio.create_task(request(i)) for i in range(12)]
+        await asyncio.sleep(0)
+        tasks[7].cancel()  # waiting by now: its cancellation must not disturb the others
+        while not all(task.done() for task in tasks):
+            turn += 1
+            await asyncio.sleep(0)  # one loop turn: where the sockets are polled
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert not slices.waiters and not slices.marking  # idle again: no turn marker left running
+
+    asyncio.run(go())
+    order = [i for i, _ in passed]
+    assert order == [i for i in range(12) if i != 7]  # first come, first served
+    per_turn = [sum(1 for _, t in passed if t == each) for each in sorted({t for _, t in passed})]
+    # A turn takes steps while it is younger than TURN_NS: at most 20 // 8 + 1 of them, and the
+    # loop polls between turns. Without pacing all eleven would run in the first turn.
+    assert max(per_turn) <= 3 and len(per_turn) >= 4
+
+
 def test_where_reads_are_not_stamped_both_ends_fall_back_to_read_times(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
