@@ -525,13 +525,14 @@ class _Runner:
         nonce = self.config.nonce
         tag = f"{self.run_tag}-{i}-{'w' if warmup else 'm'}"
         progress = self.progress
-        label = f"{run.target.id} warm-up" if warmup else run.target.id
+        target_id = run.target.id  # a property that redacts the URL: once, not per request
+        label = f"{target_id} warm-up" if warmup else target_id
         worker = self.slot.index
 
         async def send(job: Job) -> None:
             prompt = with_nonce(job.prompt, f"{tag}{job.index}") if nonce else job.prompt
             obs = Observation()
-            raw = RawRequest(run.target.id, job.index, warmup, prompt.id, job.intended_ns, 0, worker=worker)
+            raw = RawRequest(target_id, job.index, warmup, prompt.id, job.intended_ns, 0, worker=worker)
             run.requests.append(raw)
             # A parent span per request: the instrumentation's GenAI span becomes its child, and
             # the span tap files the child's attempt count under this span's id.
