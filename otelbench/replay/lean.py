@@ -209,8 +209,10 @@ class LeanAdapter:
                 record.clock = obs.clock = conn.event_time
                 conn.deliver(self.stream_reader(record, obs))
                 await conn.finished()
-            # The response is timed (obs.end_ns); ending it and sending the next request wait
-            # for a turn with room, so that a wave of them does not starve the sockets.
+            # The response is timed (obs.end_ns) and its deadline no longer applies; ending it
+            # and sending the next request wait for a turn with room, so that a wave of them
+            # does not starve the sockets.
+            conn.disarm()
             await pool.pace()
         finally:
             pool.release(conn)
