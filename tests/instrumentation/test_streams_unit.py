@@ -97,6 +97,19 @@ def ended(factory: Any) -> list[Any]:
     return list(factory.exporter.get_finished_spans())
 
 
+def only_point(reader: Any, name: str) -> Any:
+    """The single data point of metric ``name``."""
+    (point,) = [
+        p
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == name
+        for p in m.data.data_points
+    ]
+    return point
+
+
 def test_exhaustion_ends_once(recorder_factory: Any) -> None:
     stream = SyncStreamProxy(FakeStream(["", "a", "b"]), recorder_factory(), count_chunk)
     assert list(stream) == ["", "a", "b"]
@@ -326,14 +339,7 @@ def test_long_streams_keep_bounded_chunk_times_in_mean_timing(timing: str) -> No
     assert peak <= (CHUNK_TIMES_KEPT + 1 if timing == "mean" else n)
     (span,) = exporter.get_finished_spans()
     assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == n
-    (point,) = [
-        p
-        for rm in reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == semconv.METRIC_TIME_PER_OUTPUT_CHUNK
-        for p in m.data.data_points
-    ]
+    point = only_point(reader, semconv.METRIC_TIME_PER_OUTPUT_CHUNK)
     assert point.count == (1 if timing == "mean" else n - 1)
     assert point.sum == pytest.approx(0.001 * (1 if timing == "mean" else n - 1))
 
@@ -351,15 +357,7 @@ def test_the_caller_may_say_when_the_response_ended() -> None:
         started = time.perf_counter_ns()
         time.sleep(0.05)  # the caller got to the end 50 ms after the response ended
         recorder.end(end_ns=end(started))
-        (point,) = [
-            p
-            for rm in reader.get_metrics_data().resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-            if m.name == semconv.METRIC_OPERATION_DURATION
-            for p in m.data.data_points
-        ]
-        return float(point.sum)
+        return float(only_point(reader, semconv.METRIC_OPERATION_DURATION).sum)
 
     # The time given (on the recorder's clock) ends the operation; the reader is cumulative.
     first = duration(lambda started: started + 1_000_000)
