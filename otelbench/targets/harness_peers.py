@@ -95,8 +95,8 @@ class HarnessConfig:
     requests_per_slot: int = 4  # requests per unit of concurrency
     min_requests: int = 16
     capacity_concurrency: int = 64
-    # At ~3,000 req/s, 1,000 requests are a third of a second: two worker processes starting a
-    # few tenths apart then read anywhere from 2,000 to 3,300 req/s.
+    # At ~3,000 req/s, 1,000 requests last a third of a second: the two-process figure then
+    # moved between 2,025 and 3,276 req/s over three rounds (2,683-3,214 with 4,000).
     capacity_requests: int = 4000
     capacity_tokens: int = 8
     tools: tuple[str, ...] = ALL_TOOLS
