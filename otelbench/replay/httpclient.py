@@ -342,6 +342,32 @@ class _Connection(asyncio.Protocol):
         pos, size, body = 0, len(buf), self._body
         while pos < size:
             remaining = self._remaining
+            if remaining == -1:  # a chunk-size line
+                end = buf.find(b"\r\n", pos)
+                if end < 0:
+                    break
+                try:
+                    chunk = int(buf[pos:end], 16)
+                except ValueError:  # extensions after ';', or not a size at all
+                    chunk = -1
+                if chunk < 0:
+                    line = bytes(buf[pos:end]).split(b";", 1)[0].strip()
+                    try:
+                        chunk = int(line, 16)
+                    except ValueError:
+                        chunk = -1
+                    if chunk < 0:
+                        self._fail(HTTPProtocolError(f"bad chunk size {line[:20]!r}"))
+                        self.abort()
+                        return
+                pos = end + 2
+                stop = pos + chunk
+                if chunk and stop + 2 <= size and buf.startswith(b"\r\n", stop):
+                    body += buf[pos:stop]  # the usual case: the whole chunk and its CRLF are here
+                    pos = stop + 2
+                else:
+                    self._remaining = chunk if chunk else -3
+                continue
             if remaining > 0:  # inside a chunk's data
                 take = min(remaining, size - pos)
                 body += buf[pos : pos + take]
@@ -361,21 +387,11 @@ class _Connection(asyncio.Protocol):
                 pos = end + 2
                 self._remaining = -1
                 continue
-            if remaining == -3:  # trailer lines, ended by an empty one
-                if end == pos:
-                    self._finish_body()
-                    return
-                pos = end + 2
-                continue
-            line = bytes(buf[pos:end]).split(b";", 1)[0].strip()
-            try:
-                chunk = int(line, 16)
-            except ValueError:
-                self._fail(HTTPProtocolError(f"bad chunk size {line[:20]!r}"))
-                self.abort()
+            # remaining == -3: trailer lines, ended by an empty one
+            if end == pos:
+                self._finish_body()
                 return
             pos = end + 2
-            self._remaining = chunk if chunk else -3
         if pos >= size:
             raw.clear()
         else:

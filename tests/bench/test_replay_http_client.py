@@ -327,12 +327,12 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-def _chunked(payload: bytes, sizes: Iterator[int]) -> bytes:
+def _chunked(payload: bytes, sizes: Iterator[int], ext: str = ";ext=1") -> bytes:
     out, pos = b"", 0
     while pos < len(payload):
         n = next(sizes)
         part = payload[pos : pos + n]
-        out += f"{len(part):x};ext=1\r\n".encode() + part + b"\r\n"
+        out += f"{len(part):x}{ext}\r\n".encode() + part + b"\r\n"
         pos += n
     return out + b"0\r\nX-Trailer: yes\r\n\r\n"
 
@@ -340,11 +340,12 @@ def _chunked(payload: bytes, sizes: Iterator[int]) -> bytes:
 SSE = b'data: {"a": 1}\r\n\r\n: comment\n\ndata: {"b":\ndata: 2}\n\nevent: x\ndata: [DONE]\n\n'
 
 
+@pytest.mark.parametrize("ext", [";ext=1", ""], ids=["extensions", "plain"])
 @pytest.mark.parametrize("write_size", [1, 2, 7, 64, 4096])
-def test_chunked_sse_split_anywhere_gives_the_same_events(write_size: int) -> None:
+def test_chunked_sse_split_anywhere_gives_the_same_events(write_size: int, ext: str) -> None:
     response = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + _chunked(SSE, iter([3, 5, 11, 1, 40] * 20))
+        + _chunked(SSE, iter([3, 5, 11, 1, 40] * 20), ext)
     )
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -375,6 +376,44 @@ def test_chunked_sse_split_anywhere_gives_the_same_events(write_size: int) -> No
     results, _ = asyncio.run(go())
     expected = [b'data: {"a": 1}', b": comment", b'data: {"b":\ndata: 2}', b"event: x\ndata: [DONE]"]
     assert results == [expected, expected]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"-5\r\nhello\r\n0\r\n\r\n", "bad chunk size b'-5'"),
+        (b"zz\r\nhello\r\n0\r\n\r\n", "bad chunk size b'zz'"),
+        (b"3\r\nhello\r\n0\r\n\r\n", "chunk data longer than its size"),
+    ],
+    ids=["negative", "not-hex", "too-long"],
+)
+def test_a_malformed_chunked_body_fails_the_request(body: bytes, message: str) -> None:
+    closed: list[asyncio.Event] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        await writer.drain()
+        await reader.read()  # until the client drops the connection
+        writer.close()
+        closed[0].set()
+
+    async def go() -> BaseException:
+        closed.append(asyncio.Event())
+        server, port = await _serve(handler)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 10.0, {})
+        conn = await pool.post("/x", b"{}", accept="text/event-stream", sep=b"\n\n")
+        events: list[bytes] = []
+        conn.deliver(events.append)
+        with pytest.raises(HTTPProtocolError) as caught:
+            await conn.finished()
+        pool.release(conn)
+        pool.close()
+        await asyncio.wait_for(closed[0].wait(), 10)
+        server.close()
+        return caught.value
+
+    assert message in str(asyncio.run(go()))
 
 
 def test_content_length_body_error_status_and_a_server_that_closes_idle_connections() -> None:
