@@ -416,6 +416,29 @@ def test_a_malformed_chunked_body_fails_the_request(body: bytes, message: str) -
     assert message in str(asyncio.run(go()))
 
 
+def test_a_prompt_object_is_encoded_once_and_the_kept_set_is_bounded() -> None:
+    from otelbench.datasets import with_nonce
+    from otelbench.replay import lean
+
+    target = parse_target("openai:m@mock", {}).with_mock("http://127.0.0.1:9")
+    adapter = make_adapter(target, ClientOptions(stream=True, kind="http"), None, None)
+    assert isinstance(adapter, lean.LeanAdapter)
+    prompt = builtin("chat")[0]
+    payload, attributes = adapter.prepared(prompt)
+    assert adapter.prepared(prompt)[0] is payload  # the same object: built once
+    body = json.loads(payload)
+    assert body["stream"] is True and body["messages"] == list(prompt.messages)
+    assert body["model"] == "m" and attributes == {semconv.GEN_AI_REQUEST_MAX_TOKENS: prompt.max_tokens}
+    # An equal prompt made anew (as with nonces) is encoded again, to the same bytes.
+    again = type(prompt)(prompt.messages, prompt.max_tokens, prompt.id, prompt.tools)
+    assert adapter.prepared(again)[0] == payload and adapter.prepared(again)[0] is not payload
+    tagged = [with_nonce(prompt, str(i)) for i in range(lean.PREPARED_KEPT + 5)]
+    for i, p in enumerate(tagged):
+        assert f"[{i}]".encode() in adapter.prepared(p)[0]
+    assert len(adapter._prepared) <= lean.PREPARED_KEPT
+    asyncio.run(adapter.aclose())
+
+
 def test_content_length_body_error_status_and_a_server_that_closes_idle_connections() -> None:
     requests_seen: list[int] = []
 
