@@ -27,8 +27,11 @@ run are exactly that run's requests. A tool that cannot be installed is ``not in
 figures is ``no numbers: <reason>``. None of those get figures.
 
 Metrics (ms unless named): ``<tool>_c<C>_{ttft,itl}_{mean,p50,p99}_err_ms``,
-``<tool>_c<C>_inflight_ratio``, ``<tool>_max_rps``, ``<tool>_latency_{p50,mean}_inflation_ms``. ``details`` has per run the command, wall time, the tool's
-figures, the truth, counts and the stderr tail, and per tool its pins and installed versions.
+``<tool>_c<C>_inflight_ratio``, ``<tool>_max_rps``, ``<tool>_latency_{p50,mean}_inflation_ms``,
+``<tool>_mock_cores_busy`` (the mock's CPU per request times the rate: near the cores it can use,
+the server, not the tool, set the rate). ``details`` has per run the command, wall time, the
+tool's and the mock's CPU, the tool's figures, the truth, counts and the stderr tail, and per tool
+its pins and installed versions.
 
 Configuration: ``OTELBENCH_HARNESS_DIR`` moves the virtualenvs (default
 ``~/.cache/otelbench/harness-peers/<tool>-<hash of pins>/``); ``OTELBENCH_HARNESS_TOOLS`` (comma-
@@ -150,6 +153,21 @@ class RunOutcome:
     stderr_tail: str = ""
     cpu_s: float = math.nan  # CPU of the tool's process tree (start-up included)
     round: int = 0
+    #: CPU the mock used while the tool ran: per request, and times the rate, it says how many
+    #: cores the server itself needed, i.e. whether the server rather than the tool set the rate.
+    mock_cpu_s: float = math.nan
+
+    @property
+    def mock_us_per_request(self) -> float:
+        """Mock CPU per request it served (µs); NaN without records."""
+        return self.mock_cpu_s / self.records * 1e6 if self.records else math.nan
+
+    @property
+    def mock_cores_busy(self) -> float:
+        """Cores the mock kept busy at the rate it served (NaN without a truth)."""
+        if self.truth is None:
+            return math.nan
+        return self.mock_us_per_request * 1e-6 * self.truth.rate_per_s
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready row for the details (times in ms)."""
@@ -165,6 +183,7 @@ class RunOutcome:
             "command": self.command,
             "wall_s": round(self.wall_s, 2),
             "cpu_s": _round(self.cpu_s, 2),
+            "mock_cpu_s": _round(self.mock_cpu_s, 3),
             "concurrency": self.concurrency,
             "requests": self.requests,
             "mock_records": self.records,
@@ -401,8 +420,9 @@ class HarnessPeersTarget:
         )
         command = tool.command(Path(state.bin_dir), spec)
         server.clear_records()
-        cpu0 = _children_cpu_s()
+        cpu0, mock_cpu0 = _children_cpu_s(), server.cpu_seconds()
         status, wall_s, stderr = _run_process(command, workdir, tool.environment(), cfg.run_timeout_s)
+        mock_cpu_s = server.cpu_seconds() - mock_cpu0  # before fetching the records costs it more
         outcome = RunOutcome(
             tool.name,
             phase,
@@ -414,6 +434,7 @@ class HarnessPeersTarget:
             stderr_tail=stderr,
             cpu_s=_children_cpu_s() - cpu0,
             round=rnd,
+            mock_cpu_s=mock_cpu_s,
         )
         records = measured_records(server.records, model, tool.warmup_records)
         outcome.records = len(records)
@@ -488,21 +509,21 @@ class HarnessPeersTarget:
             "request latency - the mock's, ms",
             "",
             "| tool | status | max req/s | mock latency p50 | tool latency p50 | inflation p50 / mean "
-            "| tool CPU s / wall s |",
-            "|---|---|---:|---:|---:|---:|---:|",
+            "| tool CPU s / wall s | mock CPU µs/req | mock cores busy |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for o in outcomes:
             if o.phase != "capacity":
                 continue
             t = o.truth
             if o.figures is None or t is None or o.figures.latency is None or t.latency is None:
-                lines.append(f"| {label(o)} | {o.status[:80]} | - | - | - | - | - |")
+                lines.append(f"| {label(o)} | {o.status[:80]} | - | - | - | - | - | - | - |")
                 continue
             e = o.figures.latency.minus(t.latency)
             lines.append(
                 f"| {label(o)} | ok | {t.rate_per_s:,.0f} | {t.latency.p50 * 1e3:.2f} "
                 f"| {o.figures.latency.p50 * 1e3:.2f} | {e.p50 * 1e3:+.2f} / {e.mean * 1e3:+.2f} "
-                f"| {o.cpu_s:.1f} / {o.wall_s:.1f} |"
+                f"| {o.cpu_s:.1f} / {o.wall_s:.1f} | {o.mock_us_per_request:.0f} | {o.mock_cores_busy:.2f} |"
             )
         if rounds > 1:
             lines += self._rounds_table(outcomes, states)
@@ -536,14 +557,17 @@ class HarnessPeersTarget:
                 f"| {states[tool].label} | {concurrency} | {cell(prefix + '_ttft_p50_err_ms', '+.2f')} "
                 f"| {cell(prefix + '_ttft_p99_err_ms', '+.2f')} | {cell(prefix + '_inflight_ratio', '.3f')} |"
             )
-        lines += ["", "| tool | max req/s |", "|---|---:|"]
+        lines += ["", "| tool | max req/s | mock cores busy |", "|---|---:|---:|"]
         for tool in dict.fromkeys(o.tool for o in outcomes if o.phase == "capacity"):
-            lines.append(f"| {states[tool].label} | {cell(tool + '_max_rps', ',.0f')} |")
+            lines.append(
+                f"| {states[tool].label} | {cell(tool + '_max_rps', ',.0f')} "
+                f"| {cell(tool + '_mock_cores_busy', '.2f')} |"
+            )
         return lines
 
 
 #: Figures reported with their range over the rounds, besides the median.
-_SPREAD_SUFFIXES = ("_ttft_p50_err_ms", "_ttft_p99_err_ms", "_inflight_ratio", "_max_rps")
+_SPREAD_SUFFIXES = ("_ttft_p50_err_ms", "_ttft_p99_err_ms", "_inflight_ratio", "_max_rps", "_mock_cores_busy")
 
 
 def _run_figures(o: RunOutcome) -> dict[str, float]:
@@ -554,6 +578,8 @@ def _run_figures(o: RunOutcome) -> dict[str, float]:
     f, t = o.figures, o.truth
     if o.phase == "capacity":
         metrics[f"{o.tool}_max_rps"] = t.rate_per_s
+        if math.isfinite(o.mock_cores_busy):
+            metrics[f"{o.tool}_mock_cores_busy"] = o.mock_cores_busy
         if f.latency is not None and t.latency is not None:
             err = f.latency.minus(t.latency)
             metrics[f"{o.tool}_latency_p50_inflation_ms"] = err.p50 * 1e3

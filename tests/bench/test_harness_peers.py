@@ -309,9 +309,11 @@ def test_runs_ours_and_reports_every_tool_it_was_given() -> None:
             assert run["status"] == "ok", run
             assert run["mock_records"] == run["requests"]
             assert run["tool_reported"]["requests"] == run["requests"]
-    for key in ("c1_ttft_p50_err_ms", "c4_itl_p99_err_ms", "max_rps"):
+    for key in ("c1_ttft_p50_err_ms", "c4_itl_p99_err_ms", "max_rps", "mock_cores_busy"):
         for tool in ("otelbench", "otelbench_http"):
             assert math.isfinite(result.metrics[f"{tool}_{key}"]), (tool, key)
+    for run in result.details["runs"]:
+        assert run["mock_cpu_s"] > 0, run  # the mock served every run's requests
     assert result.metrics["otelbench_c1_inflight_ratio"] > 0
 
 
@@ -325,9 +327,14 @@ def test_rounds_report_medians_with_their_range(monkeypatch: pytest.MonkeyPatch)
         accuracy = RunOutcome("otelbench_http", "c64", "ok", [], 1.0, 64, 256, round=rnd)
         accuracy.figures = Figures(tool_ttft, None, None, None, 256, 0)
         accuracy.truth = Truth(256, 0, truth_ttft, None, None, 60.0 + rnd, 64, 500.0, 1.0)
-        capacity = RunOutcome("otelbench_http", "capacity", "ok", [], 1.0, 64, 1000, round=rnd)
-        capacity.figures = Figures(None, None, None, None, 1000, 0)
-        capacity.truth = Truth(1000, 0, None, None, None, 60.0, 64, rate, 1.0)
+        # The mock used 0.1 s of CPU for 1,000 requests: 100 us each, 0.15-0.25 cores at 1,500-2,500/s.
+        capacity = RunOutcome(
+            "otelbench_http", "capacity", "ok", [], 1.0, 64, 1000, round=rnd, mock_cpu_s=0.1
+        )
+        latency = Stat(0.001, 0.001, 0.001)
+        capacity.figures = Figures(None, None, None, latency, 1000, 0)
+        capacity.truth = Truth(1000, 0, None, None, latency, 60.0, 64, rate, 1.0)
+        capacity.records = 1000
         return [accuracy, capacity]
 
     runs = outcome(0, 0.001, 2000.0) + outcome(1, 0.003, 1500.0) + outcome(2, 0.002, 2500.0)
@@ -353,7 +360,9 @@ def test_rounds_report_medians_with_their_range(monkeypatch: pytest.MonkeyPatch)
     table = target.table(runs, {"otelbench_http": ToolState("otelbench_http", "ours http")})
     assert "| ours http (round 3) | 64 | ok |" in table
     assert "| ours http | 64 | +2.00 [+1.00, +3.00] | +4.00 [+2.00, +6.00] |" in table
-    assert "| ours http | 2,000 [1,500, 2,500] |" in table
+    assert "| ours http | 2,000 [1,500, 2,500] | 0.20 [0.15, 0.25] |" in table
+    assert m["otelbench_http_mock_cores_busy"] == pytest.approx(0.2)
+    assert "| 100 | 0.25 |" in table  # round 3: mock CPU per request, cores busy
     # One round: no ranges, plain labels.
     single = HarnessPeersTarget(tools=("otelbench_http",))._figures(outcome(0, 0.001, 2000.0))
     assert not [k for k in single if k.endswith(("_min", "_max"))]
