@@ -314,10 +314,12 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
 def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:
     if args.client != "http":
         return
+    from otelbench.replay.adapters import LEAN_SCHEMES
+
     if args.max_retries:
         raise UsageError(f"--max-retries {args.max_retries}: --client http does not retry (use --client sdk)")
     for target in targets:
-        if target.scheme == "bedrock":
+        if target.scheme not in LEAN_SCHEMES:
             raise UsageError(
                 f"--target {target.id}: --client http speaks openai, anthropic and ollama, not bedrock "
                 "(SigV4-signed; use --client sdk)"
@@ -383,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = compare(reports)
     print_terminal(render_terminal(outcome, reports, pairs))
     for rep in reports:
-        for note in rep.warnings(config.load.rate):
+        for note in rep.warnings(config.load.rate, config.client.kind):
             progress.message(f"warning: {rep.id}: {note}")
     raw_path, summary_path, log_path = write_outputs(outcome, reports, pairs, args.output_dir)
     print(f"\nresults: {raw_path}\nsummary: {summary_path}\nrequests: {log_path}")

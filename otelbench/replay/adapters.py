@@ -111,6 +111,10 @@ class ClientOptions:
         return max(1, math.ceil(self.connections / POOL_SIZE))
 
 
+#: The targets ``--client http`` speaks (Bedrock's requests are SigV4-signed: SDK only).
+LEAN_SCHEMES = frozenset({"openai", "anthropic", "ollama"})
+
+
 def make_adapter(
     target: Target, options: ClientOptions, tracer_provider: Any = None, meter_provider: Any = None
 ) -> Adapter:

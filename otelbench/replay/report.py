@@ -27,6 +27,7 @@ from otelbench.summary import QUANTILES, Distribution, TargetStats
 from otelbench.summary.stats import RawDistribution, describe, exact_quantile, holm, mann_whitney
 from otelbench.targets import BenchmarkResult, atomic_write, render_summary, utc_now_iso, write_results
 
+from .adapters import LEAN_SCHEMES
 from .pricing import PriceTable
 from .runner import RawRequest, ReplayOutcome, TargetRun
 from .slo import SLO
@@ -115,8 +116,9 @@ class TargetReport:
             return math.nan
         return (len(sent) - 1) / ((sent[-1] - sent[0]) / 1e9)
 
-    def warnings(self, rate: float | None) -> list[str]:
-        """Plain-language notes when the client, not the provider, shaped the numbers."""
+    def warnings(self, rate: float | None, client: str = "sdk") -> list[str]:
+        """Plain-language notes when the client, not the provider, shaped the numbers (``client``:
+        the replay's ``--client``, for the remedy)."""
         notes = []
         lag = self.send_lag
         if rate is not None and lag is not None and lag.quantiles[0.99] > CLIENT_LAG_WARNING:
@@ -125,9 +127,13 @@ class TargetReport:
                 f"up to {lag.max * 1000:.0f} ms (p99 {lag.quantiles[0.99] * 1000:.0f} ms)"
             )
         if self.loop_lag_p99 > CLIENT_LAG_WARNING:
+            remedy = "lower --rate/--concurrency, drop --parallel or add --workers"
+            if client == "sdk" and self.run.target.scheme in LEAN_SCHEMES:
+                # Most of a loaded SDK client's CPU is the SDK's own (docs/harness.md).
+                remedy += "; to measure the endpoint rather than the SDK, --client http needs far less CPU"
             notes.append(
                 f"the client's event loop was busy (lag p99 {self.loop_lag_p99 * 1000:.0f} ms): latencies include "
-                "client-side queueing; lower --rate/--concurrency, drop --parallel or add --workers"
+                f"client-side queueing; {remedy}"
             )
         return notes
 
@@ -380,7 +386,7 @@ def to_results(
             "metric_vs_raw_max_at": rep.max_diff_at,
             "ci95": ci,
             "slo": [{"slo": s.slo.text, "value_s": _num(s.value), "met": s.met} for s in rep.slos],
-            "warnings": rep.warnings(load.rate),
+            "warnings": rep.warnings(load.rate, config.client.kind),
             "comparison": [
                 {
                     "other": p.b if p.a == rep.id else p.a,

@@ -322,3 +322,23 @@ def test_output_files_are_written_atomically(tmp_path: Path, monkeypatch: pytest
         write_outputs(outcome, reports, compare(reports), tmp_path)
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("scheme", "client", "suggests_http"),
+    [("openai", "sdk", True), ("openai", "http", False), ("bedrock", "sdk", False)],
+)
+def test_a_busy_client_loop_is_named_with_what_helps(scheme: str, client: str, suggests_http: bool) -> None:
+    from otelbench.replay.adapters import LEAN_SCHEMES
+    from otelbench.replay.lean import LEAN_ADAPTERS
+
+    assert set(LEAN_ADAPTERS) == LEAN_SCHEMES
+    (run,) = _fake_outcome().runs
+    run.target = parse_target(f"{scheme}:m@mock", {})
+    run.loop_lag = [0.001] * 50 + [0.05] * 5  # p99 50 ms: the client, not the provider, was slow
+    report = build_report(run, [], PriceTable())
+    (note,) = report.warnings(None, client)
+    assert "event loop was busy (lag p99 50 ms)" in note and "add --workers" in note
+    assert ("--client http" in note) == suggests_http
+    run.loop_lag = [0.001] * 55
+    assert build_report(run, [], PriceTable()).warnings(None, client) == []
