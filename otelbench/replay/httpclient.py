@@ -35,6 +35,10 @@ from ..rxtime import StampedSocket, client_socket
 MAX_HEAD = 64 * 1024
 #: At most this much of an error body is kept for the message.
 MAX_ERROR_BODY = 4096
+#: Longest SSE event or NDJSON line, and largest whole body, accepted: a server that never ends
+#: one would otherwise grow the client's memory until the deadline.
+MAX_EVENT = 16 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024
 
 
 class HTTPConnectError(ConnectionError):
@@ -296,6 +300,13 @@ class _Connection(asyncio.Protocol):
                 self._finish_body()
         if not self.complete and self._sep is not None and self._body:
             self._split()
+        if not self.complete and self.error is None:
+            limit = MAX_BODY if self._sep is None else MAX_EVENT
+            if len(self._body) > limit:
+                what = "response body" if self._sep is None else "event (no separator yet)"
+                self._fail(HTTPProtocolError(f"{what} longer than {limit // (1024 * 1024)} MiB"))
+                self.abort()
+                return
         if self._handler is not None:
             # Handled on a later loop turn, not here: the other connections' bytes read in this
             # turn get their time stamps before any of this turn's events is parsed.
@@ -399,6 +410,9 @@ class _Connection(asyncio.Protocol):
             rest = bytes(buf[pos:])
             raw.clear()
             raw += rest
+            if len(raw) > MAX_HEAD:  # only a size, CRLF or trailer line waits here
+                self._fail(HTTPProtocolError("chunk framing line longer than 64 KiB"))
+                self.abort()
 
     def _split(self) -> None:
         # One copy and a C split per read, not a find, a slice and a copy per event.

@@ -416,6 +416,67 @@ def test_a_malformed_chunked_body_fails_the_request(body: bytes, message: str) -
     assert message in str(asyncio.run(go()))
 
 
+@pytest.mark.parametrize(
+    ("head", "sep", "endless", "message"),
+    [
+        (
+            b"Transfer-Encoding: chunked",
+            b"\n\n",
+            b"1000\r\n" + b"x" * 4096 + b"\r\n",
+            "event (no separator yet) longer than 1 MiB",
+        ),
+        (b"Content-Length: 99999999", b"\n\n", b"x" * 4096, "event (no separator yet) longer than 1 MiB"),
+        (b"Connection: close", None, b"x" * 4096, "response body longer than 2 MiB"),
+        (b"Transfer-Encoding: chunked", b"\n\n", b"f" * 4096, "chunk framing line longer than 64 KiB"),
+    ],
+    ids=["chunked-event", "sized-event", "body-until-close", "endless-size-line"],
+)
+def test_a_server_that_never_ends_an_event_or_body_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, head: bytes, sep: bytes | None, endless: bytes, message: str
+) -> None:
+    from otelbench.replay import httpclient
+
+    monkeypatch.setattr(httpclient, "MAX_EVENT", 1024 * 1024)
+    monkeypatch.setattr(httpclient, "MAX_BODY", 2 * 1024 * 1024)
+    sent: list[int] = []
+    done: list[asyncio.Event] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        start = b"" if sep is None else b"6\r\ndata: \r\n" if b"chunked" in head else b"data: "
+        writer.write(b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + start)
+        try:
+            for _ in range(4096):  # 16 MiB at most: far past the limits, bounded if they failed
+                writer.write(endless)
+                await writer.drain()
+                sent.append(len(endless))
+        except (ConnectionError, OSError):
+            pass  # the client dropped the connection, as it should
+        finally:
+            writer.close()
+            done[0].set()
+
+    async def go() -> BaseException:
+        done.append(asyncio.Event())
+        server, port = await _serve(handler)
+        pool = Pool(Endpoint.parse(f"http://127.0.0.1:{port}"), 30.0, {})
+        conn = await pool.post("/x", b"{}", accept="text/event-stream", sep=sep)
+        with pytest.raises(HTTPProtocolError) as caught:
+            if sep is None:
+                await read_all(conn)
+            else:
+                conn.deliver(lambda event: None)
+                await conn.finished()
+        pool.release(conn)
+        pool.close()
+        await asyncio.wait_for(done[0].wait(), 20)  # the server saw the connection dropped
+        server.close()
+        return caught.value
+
+    assert message in str(asyncio.run(go()))
+    assert sum(sent) < 8 * 1024 * 1024  # cut off near the limit, not at the end of the stream
+
+
 def test_a_prompt_object_is_encoded_once_and_the_kept_set_is_bounded() -> None:
     from otelbench.datasets import with_nonce
     from otelbench.replay import lean
