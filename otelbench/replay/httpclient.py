@@ -278,7 +278,7 @@ class _Connection(asyncio.Protocol):
             end = head.find(b"\r\n\r\n")
             if end < 0:
                 if len(head) > MAX_HEAD:
-                    self._fail(HTTPProtocolError("response head larger than 64 KiB"))
+                    self._fail(HTTPProtocolError(f"response head larger than {MAX_HEAD // 1024} KiB"))
                     self.abort()
                 return
             try:
@@ -411,7 +411,7 @@ class _Connection(asyncio.Protocol):
             raw.clear()
             raw += rest
             if len(raw) > MAX_HEAD:  # only a size, CRLF or trailer line waits here
-                self._fail(HTTPProtocolError("chunk framing line longer than 64 KiB"))
+                self._fail(HTTPProtocolError(f"chunk framing line longer than {MAX_HEAD // 1024} KiB"))
                 self.abort()
 
     def _split(self) -> None:
