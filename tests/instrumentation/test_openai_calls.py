@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ..conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS
+from ..conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS, TIMING_ATTEMPTS, undisturbed
 from .conftest import API_KEY, Otel, headers
 
 MODEL = "gpt-mock"
@@ -93,20 +93,8 @@ def isolated_client(isolated_mock_server: MockServer) -> Iterator[openai.OpenAI]
         yield c
 
 
-@pytest.mark.parametrize("ttft_ms", [20, 60])
-def test_stream_ttft_matches_mock_within_2ms(
-    otel: Otel, isolated_client: openai.OpenAI, isolated_mock_server: MockServer, ttft_ms: int
-) -> None:
-    client, mock_server = isolated_client, isolated_mock_server
-    # Warm up: the SDK's first stream builds its chunk types, which is no part of the TTFT.
-    # Another model name keeps its metric points apart from the measured call's.
-    list(
-        client.chat.completions.create(
-            model="gpt-warm-up", messages=[{"role": "user", "content": "w"}], stream=True
-        )
-    )
-    otel.exporter.clear()
-    mock_server.clear_records()
+def _measure_stream(client: openai.OpenAI, ttft_ms: int) -> tuple[int, int]:
+    """One streamed call; returns (perf_counter_ns at the call, when the app saw the first text)."""
     called_ns = time.perf_counter_ns()
     stream = client.chat.completions.create(
         model=MODEL,
@@ -122,26 +110,56 @@ def test_stream_ttft_matches_mock_within_2ms(
             seen_ns = seen_ns or time.perf_counter_ns()
             texts.append(c.choices[0].delta.content)
     assert len(texts) == MOCK_OUTPUT_TOKENS
+    return called_ns, seen_ns
 
-    span = _only_span(otel)
-    a = span.attributes or {}
-    assert a[semconv.GEN_AI_REQUEST_STREAM] is True
-    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-    assert isinstance(ttft, float)
-    # The mock's ground truth (same monotonic clock): when the request arrived, when the first
-    # content chunk was written. TTFT runs from the call (semconv: "when the client issues the
-    # request"), so it also holds the SDK's own request building, which on a slow VM is a few ms
-    # uninstrumented; everything after the request reached the server must match within 2 ms.
-    (record,) = mock_server.records
-    assert record.first_byte_ns is not None
-    served_s = (record.first_byte_ns - record.arrival_ns) / 1e9
-    sdk_send_s = (record.arrival_ns - called_ns) / 1e9
-    figures = f"ttft={ttft:.4f} served={served_s:.4f} sdk_send={sdk_send_s:.4f}"
-    assert abs(served_s - ttft_ms / 1000) < 0.001, figures
+
+@pytest.mark.parametrize("ttft_ms", [20, 60])
+def test_stream_ttft_matches_mock_within_2ms(
+    otel: Otel, isolated_client: openai.OpenAI, isolated_mock_server: MockServer, ttft_ms: int
+) -> None:
+    client, mock_server = isolated_client, isolated_mock_server
+    # Warm up: the SDK's first stream builds its chunk types, which is no part of the TTFT.
+    # Another model name keeps its metric points apart from the measured call's.
+    list(
+        client.chat.completions.create(
+            model="gpt-warm-up", messages=[{"role": "user", "content": "w"}], stream=True
+        )
+    )
+    late: list[str] = []
+    ttfts: list[float] = []
+    # A measurement counts only if, by the ground truth, neither side was descheduled.
+    for _ in range(TIMING_ATTEMPTS):
+        otel.exporter.clear()
+        mock_server.clear_records()
+        called_ns, seen_ns = _measure_stream(client, ttft_ms)
+        span = _only_span(otel)
+        a = span.attributes or {}
+        ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+        assert isinstance(ttft, float)
+        ttfts.append(ttft)
+        # The mock's ground truth (same monotonic clock): when the request arrived, when the first
+        # content chunk was written.
+        (record,) = mock_server.records
+        assert record.first_byte_ns is not None
+        served_s = (record.first_byte_ns - record.arrival_ns) / 1e9
+        sdk_send_s = (record.arrival_ns - called_ns) / 1e9
+        delivered_s = (seen_ns - record.first_byte_ns) / 1e9
+        figures = (
+            f"ttft={ttft:.4f} served={served_s:.4f} sdk_send={sdk_send_s:.4f} delivered={delivered_s:.4f}"
+        )
+        # It ends at the first content chunk: not before the mock wrote it, not after the app saw it.
+        assert ttft >= (record.first_byte_ns - called_ns) / 1e9 - 0.0005, figures
+        assert ttft <= (seen_ns - called_ns) / 1e9, figures
+        if undisturbed(record, seen_ns, ttft_ms / 1000):
+            break
+        late.append(figures)
+    else:
+        pytest.fail(f"no undisturbed measurement: {late}")
+    # TTFT runs from the call (semconv: "when the client issues the request"), so it also holds the
+    # SDK's own request building, which on a slow VM is a few ms uninstrumented; everything after
+    # the request reached the server must match within 2 ms.
     assert abs(ttft - sdk_send_s - ttft_ms / 1000) < 0.002, figures
-    # It ends at the first content chunk: not before the mock wrote it, not after the app saw it.
-    assert ttft >= (record.first_byte_ns - called_ns) / 1e9 - 0.0005, figures
-    assert ttft <= (seen_ns - called_ns) / 1e9, figures
+    assert a[semconv.GEN_AI_REQUEST_STREAM] is True
     assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == MOCK_OUTPUT_TOKENS
     assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("stop",)  # type: ignore[arg-type]
@@ -155,14 +173,15 @@ def test_stream_ttft_matches_mock_within_2ms(
     (ttft_point,) = measured(metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK].data.data_points)  # type: ignore[attr-defined]
     assert metrics[semconv.METRIC_TIME_TO_FIRST_CHUNK].unit == "s"
     assert tuple(ttft_point.explicit_bounds) == semconv.BUCKETS_DURATION
-    assert ttft_point.sum == pytest.approx(ttft)
+    assert ttft_point.count == len(ttfts)  # one per measured call
+    assert ttft_point.sum == pytest.approx(sum(ttfts))
     per_chunk = metrics[semconv.METRIC_TIME_PER_OUTPUT_CHUNK]
     assert per_chunk.unit == "s"
     (chunk_point,) = measured(per_chunk.data.data_points)  # type: ignore[attr-defined]
     assert tuple(chunk_point.explicit_bounds) == semconv.BUCKETS_TIME_PER_CHUNK
     # Default "mean" timing: one value per stream, the mean gap between content chunks.
-    assert chunk_point.count == 1
-    assert abs(chunk_point.sum - MOCK_ITL_S) < 0.001
+    assert chunk_point.count == len(ttfts)
+    assert abs(chunk_point.sum / chunk_point.count - MOCK_ITL_S) < 0.001
     assert {
         p.attributes[semconv.GEN_AI_TOKEN_TYPE]
         for p in measured(metrics[semconv.METRIC_TOKEN_USAGE].data.data_points)  # type: ignore[attr-defined]
