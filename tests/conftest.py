@@ -13,7 +13,7 @@ from otelbench.mock import Dist, MockConfig, MockServer, ModelProfile, RequestRe
 MOCK_TTFT_S = 0.030
 MOCK_ITL_S = 0.002
 MOCK_OUTPUT_TOKENS = 8
-#: Timed attempts a TTFT test makes before it gives up on finding an undisturbed one.
+#: Timed streams a timing test makes before it gives up on finding an undisturbed one.
 TIMING_ATTEMPTS = 8
 
 

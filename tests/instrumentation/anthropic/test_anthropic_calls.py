@@ -171,7 +171,7 @@ def test_stream_ttft_matches_mock_within_2ms(
     list(client.messages.create(model="claude-warm-up", max_tokens=50, messages=MESSAGES, stream=True))
     late: list[str] = []
     ttfts: list[float] = []
-    # A measurement counts only if, by the ground truth, neither side was descheduled.
+    # A measurement counts only if, by the ground truth, neither side was held up (undisturbed()).
     for _ in range(TIMING_ATTEMPTS):
         otel.exporter.clear()
         mock_server.clear_records()

@@ -55,7 +55,7 @@ def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
     list(client.converse_stream(modelId="bedrock-warm-up", messages=MESSAGES)["stream"])
     late: list[str] = []
     ttfts: list[float] = []
-    # A measurement counts only if, by the ground truth, neither side was descheduled.
+    # A measurement counts only if, by the ground truth, neither side was held up (undisturbed()).
     for _ in range(TIMING_ATTEMPTS):
         otel.exporter.clear()
         server.clear_records()
