@@ -14,7 +14,7 @@ from botocore.eventstream import EventStream
 from otelbench.mock import Fault, MockServer
 from otelbench_instrumentation import semconv
 
-from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, TIMING_ATTEMPTS, undisturbed
+from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, TimedStream, first_undisturbed
 from .conftest import MESSAGES, MODEL, PROMPT, Otel, bedrock_client
 
 NOVA = "amazon.nova-micro-v1:0"
@@ -53,10 +53,8 @@ def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
     client, server = isolated_client, isolated_mock_server
     # Warm up: botocore loads its models and event-stream parser on first use.
     list(client.converse_stream(modelId="bedrock-warm-up", messages=MESSAGES)["stream"])
-    late: list[str] = []
-    ttfts: list[float] = []
-    # A measurement counts only if, by the ground truth, neither side was held up (undisturbed()).
-    for _ in range(TIMING_ATTEMPTS):
+
+    def measure() -> TimedStream:
         otel.exporter.clear()
         server.clear_records()
         called_ns = time.perf_counter_ns()
@@ -69,34 +67,25 @@ def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
                 seen_ns = seen_ns or time.perf_counter_ns()
                 texts.append(event["contentBlockDelta"]["delta"]["text"])
         assert len(texts) == MOCK_OUTPUT_TOKENS
-
         span = _only_span(otel)
         a = span.attributes or {}
         ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
         assert isinstance(ttft, float)
-        ttfts.append(ttft)
-        # TTFT runs from the call; what botocore spends building and signing the request is
-        # measured from the mock's ground truth (same monotonic clock) and subtracted, as for the
-        # other SDKs.
         (record,) = server.records
-        assert record.first_byte_ns is not None
-        served_s = (record.first_byte_ns - record.arrival_ns) / 1e9
-        send_s = (record.arrival_ns - called_ns) / 1e9
-        delivered_s = (seen_ns - record.first_byte_ns) / 1e9
-        figures = f"ttft={ttft:.4f} served={served_s:.4f} send={send_s:.4f} delivered={delivered_s:.4f}"
+        timed = TimedStream(ttft, called_ns, seen_ns, record, a)
         # The lower bound counts from the span's own start: the instrumentation starts inside
         # botocore's call, after called_ns (0.6 ms after it once in CI). The span's start is wall
-        # time; the mock's first byte moves onto that clock by this process's offset between the two.
-        offset_ns = time.time_ns() - time.perf_counter_ns()
+        # time; it moves onto the monotonic clock by this process's offset between the two.
         assert span.start_time is not None
-        first_byte_s = (record.first_byte_ns + offset_ns - span.start_time) / 1e9
-        assert first_byte_s - 0.0005 <= ttft <= (seen_ns - called_ns) / 1e9, figures
-        if undisturbed(record, seen_ns, MOCK_TTFT_S):
-            break
-        late.append(figures)
-    else:
-        pytest.fail(f"no undisturbed measurement: {late}")
-    assert abs(ttft - send_s - MOCK_TTFT_S) < 0.002, figures
+        timed.assert_bounds(started_ns=span.start_time - (time.time_ns() - time.perf_counter_ns()))
+        return timed
+
+    streams = first_undisturbed(measure, MOCK_TTFT_S)
+    ttfts = [s.ttft for s in streams]
+    last, a = streams[-1], streams[-1].attributes
+    # TTFT runs from the call; what botocore spends building and signing the request is measured
+    # from the mock's ground truth and subtracted, as for the other SDKs.
+    assert abs(last.ttft - last.sdk_send_s - MOCK_TTFT_S) < 0.002, last.figures
     assert a[semconv.GEN_AI_REQUEST_STREAM] is True
     assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == MOCK_OUTPUT_TOKENS
