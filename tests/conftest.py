@@ -1,4 +1,5 @@
-"""Fixtures shared by every test area: one mock server per session, a clean environment."""
+"""Fixtures and timing helpers shared by every test area: one mock server per session, a clean
+environment, and the rule for a timed stream the machine did not disturb."""
 
 from __future__ import annotations
 
