@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelbench.mock import MockServer
-from otelbench_instrumentation import OpenAIInstrumentor
+from otelbench_instrumentation import OpenAIInstrumentor, semconv
+
+from ..conftest import TimedStream
 
 API_KEY = "sk-test-0123456789abcdefSECRET"
 
@@ -50,6 +53,41 @@ class Otel:
         """Histogram data points of one metric (empty if it was never recorded)."""
         metric = self.metrics().get(name)
         return list(metric.data.data_points) if metric is not None else []  # type: ignore[union-attr]
+
+
+def only_span(otel: Otel) -> ReadableSpan:
+    """The single finished span (fails listing the names otherwise)."""
+    spans = otel.spans()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def timed_stream(
+    otel: Otel, mock: MockServer, stream: Callable[[], tuple[int, int]], *, from_span_start: bool = False
+) -> TimedStream:
+    """One timed stream, its bounds checked: ``stream`` makes the call and returns (``perf_counter_ns``
+    at the call, when the app saw the first content); what earlier attempts exported and recorded
+    is cleared first.
+
+    ``from_span_start``: the lower bound counts from the span's start, for an SDK whose
+    instrumentation starts inside its call (its wall-clock start moves onto the monotonic clock by
+    this process's offset between the two).
+    """
+    otel.exporter.clear()
+    mock.clear_records()
+    called_ns, seen_ns = stream()
+    span = only_span(otel)
+    a = span.attributes or {}
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttft, float)
+    (record,) = mock.records
+    timed = TimedStream(ttft, called_ns, seen_ns, record, a)
+    started_ns = None
+    if from_span_start:
+        assert span.start_time is not None
+        started_ns = span.start_time - (time.time_ns() - time.perf_counter_ns())
+    timed.assert_bounds(started_ns)
+    return timed
 
 
 def make_providers() -> tuple[InMemorySpanExporter, TracerProvider, InMemoryMetricReader, MeterProvider]:

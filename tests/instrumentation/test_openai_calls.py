@@ -16,16 +16,10 @@ from opentelemetry.trace import SpanKind
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ..conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS, TIMING_ATTEMPTS, TimedStream, first_undisturbed
-from .conftest import API_KEY, Otel, headers
+from ..conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS, TIMING_ATTEMPTS, first_undisturbed
+from .conftest import API_KEY, Otel, headers, only_span, timed_stream
 
 MODEL = "gpt-mock"
-
-
-def _only_span(otel: Otel):  # type: ignore[no-untyped-def]
-    spans = otel.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def test_chat_completion_span_and_metrics(otel: Otel, client: openai.OpenAI, mock_server: MockServer) -> None:
@@ -39,7 +33,7 @@ def test_chat_completion_span_and_metrics(otel: Otel, client: openai.OpenAI, moc
     )
     assert isinstance(result, openai.types.chat.ChatCompletion)
 
-    span = _only_span(otel)
+    span = only_span(otel)
     assert span.name == f"chat {MODEL}"
     assert span.kind is SpanKind.CLIENT
     a = span.attributes or {}
@@ -128,20 +122,10 @@ def test_stream_ttft_matches_mock_within_2ms(
         )
     )
 
-    def measure() -> TimedStream:
-        otel.exporter.clear()
-        mock_server.clear_records()
-        called_ns, seen_ns = _measure_stream(client, ttft_ms)
-        a = _only_span(otel).attributes or {}
-        ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-        assert isinstance(ttft, float)
-        # The mock's record: when the request arrived, when the first content chunk was written.
-        (record,) = mock_server.records
-        timed = TimedStream(ttft, called_ns, seen_ns, record, a)
-        timed.assert_bounds()
-        return timed
-
-    streams = first_undisturbed(measure, ttft_ms / 1000)
+    # The mock's record: when the request arrived, when the first content chunk was written.
+    streams = first_undisturbed(
+        lambda: timed_stream(otel, mock_server, lambda: _measure_stream(client, ttft_ms)), ttft_ms / 1000
+    )
     ttfts = [s.ttft for s in streams]
     last, a = streams[-1], streams[-1].attributes
     # TTFT runs from the call (semconv: "when the client issues the request"), so it also holds the
@@ -243,7 +227,7 @@ def test_stream_helper_ends_once_with_usage(otel: Otel, client: openai.OpenAI) -
         for _ in stream:
             pass
         final = stream.get_final_completion()
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert final.usage is not None
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == final.usage.completion_tokens
@@ -260,7 +244,7 @@ def test_tool_call_deltas_count_as_content(otel: Otel, client: openai.OpenAI) ->
         stream=True,  # type: ignore[list-item]
     )
     deltas = [c for c in stream if c.choices and c.choices[0].delta.tool_calls]
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert deltas, "mock sent no tool-call deltas"
     assert a[semconv.STREAM_CHUNK_COUNT] == len(deltas)
     assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a
@@ -309,7 +293,7 @@ def test_responses_api_plain_and_streamed(otel: Otel, client: openai.OpenAI) -> 
 
 def test_embeddings(otel: Otel, client: openai.OpenAI) -> None:
     result = client.embeddings.create(model="text-embedding-mock", input=["a", "b"], encoding_format="float")
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert span.name == "embeddings text-embedding-mock"
     assert a[semconv.GEN_AI_OPERATION_NAME] == "embeddings"

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otelbench.mock import MockServer
 from otelbench_instrumentation import AnthropicInstrumentor, semconv
 
-from ..conftest import API_KEY, Otel, headers, instrument_into_memory, instrumented_otel
+from ..conftest import API_KEY, Otel, headers, instrument_into_memory, instrumented_otel, only_span
 
 __all__ = ["API_KEY", "MESSAGES", "MODEL", "Otel", "genai_spans", "headers", "instrumented", "only_span"]
 
@@ -41,13 +41,6 @@ def client(mock_server: MockServer) -> Iterator[anthropic.Anthropic]:
     """A real Anthropic client talking to the mock."""
     with anthropic.Anthropic(base_url=mock_server.anthropic_base_url, api_key=API_KEY, max_retries=2) as c:
         yield c
-
-
-def only_span(otel: Otel) -> ReadableSpan:
-    """The single finished span (fails listing the names otherwise)."""
-    spans = otel.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def genai_spans(spans: Any) -> list[ReadableSpan]:

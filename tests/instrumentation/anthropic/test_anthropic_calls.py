@@ -14,7 +14,8 @@ from opentelemetry.trace import SpanKind
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ...conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS, TimedStream, first_undisturbed
+from ...conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS, first_undisturbed
+from ..conftest import timed_stream
 from .conftest import API_KEY, MESSAGES, MODEL, Otel, headers, only_span
 
 TOOL: Any = {
@@ -170,21 +171,11 @@ def test_stream_ttft_matches_mock_within_2ms(
     # Another model name keeps its metric points apart from the measured call's.
     list(client.messages.create(model="claude-warm-up", max_tokens=50, messages=MESSAGES, stream=True))
 
-    def measure() -> TimedStream:
-        otel.exporter.clear()
-        mock_server.clear_records()
-        called_ns, seen_ns = _measure_stream(client, ttft_ms)
-        a = only_span(otel).attributes or {}
-        ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-        assert isinstance(ttft, float)
-        # The mock's record: when the request arrived and when the first content_block_delta was
-        # written (message_start went out with the headers).
-        (record,) = mock_server.records
-        timed = TimedStream(ttft, called_ns, seen_ns, record, a)
-        timed.assert_bounds()
-        return timed
-
-    streams = first_undisturbed(measure, ttft_ms / 1000)
+    # The mock's record: when the request arrived and when the first content_block_delta was
+    # written (message_start went out with the headers).
+    streams = first_undisturbed(
+        lambda: timed_stream(otel, mock_server, lambda: _measure_stream(client, ttft_ms)), ttft_ms / 1000
+    )
     ttfts = [s.ttft for s in streams]
     last, a = streams[-1], streams[-1].attributes
     # TTFT runs from the call (semconv: when the client issues the request), so it also holds the

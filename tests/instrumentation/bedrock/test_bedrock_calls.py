@@ -17,15 +17,10 @@ from otelbench.mock import Fault, MockServer
 from otelbench_instrumentation import semconv
 
 from ...conftest import MOCK_OUTPUT_TOKENS
+from ..conftest import only_span
 from .conftest import ACCESS_KEY, MESSAGES, MODEL, PROMPT, SECRET_KEY, Otel, bedrock_client, instrumented
 
 NOVA = "us.amazon.nova-lite-v1:0"
-
-
-def _only_span(otel: Otel) -> Any:
-    spans = otel.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def test_converse_is_one_span_with_attributes_and_metrics(otel: Otel, client: Any) -> None:
@@ -35,7 +30,7 @@ def test_converse_is_one_span_with_attributes_and_metrics(otel: Otel, client: An
         inferenceConfig={"maxTokens": 100, "temperature": 0.25, "topP": 0.9, "stopSequences": ["END"]},
     )
     assert result["stopReason"] == "end_turn"
-    span = _only_span(otel)
+    span = only_span(otel)
     assert span.name == f"chat {MODEL}"
     assert span.kind.name == "CLIENT"
     a = span.attributes or {}
@@ -86,7 +81,7 @@ def test_invoke_model_anthropic_body_is_read_and_handed_back(otel: Otel, client:
     assert isinstance(result["body"], StreamingBody)
     message = json.loads(result["body"].read())
     assert message["type"] == "message" and message["stop_reason"] == "max_tokens"
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 5 and a[semconv.GEN_AI_REQUEST_TEMPERATURE] == 0.5
     assert a[semconv.GEN_AI_RESPONSE_ID] == message["id"]
     assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == ("max_tokens",)  # type: ignore[arg-type]
@@ -102,7 +97,7 @@ def test_invoke_model_nova_body(otel: Otel, client: Any) -> None:
     }
     result = client.invoke_model(modelId=NOVA, body=json.dumps(body))
     decoded = json.loads(result["body"].read())
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.GEN_AI_REQUEST_MODEL] == NOVA
     assert a[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 50 and a[semconv.GEN_AI_REQUEST_TOP_K] == 20
     assert tuple(a[semconv.GEN_AI_RESPONSE_FINISH_REASONS]) == (decoded["stopReason"],)  # type: ignore[arg-type]
@@ -115,7 +110,7 @@ def test_throttling_retried_by_botocore_shows_attempts(otel: Otel, mock_server: 
     client = bedrock_client(mock_server, max_attempts=3)
     result = client.converse(modelId=model, messages=MESSAGES)
     assert result["ResponseMetadata"]["RetryAttempts"] == 2
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert a[semconv.ATTEMPT_COUNT] == 3 and semconv.ERROR_TYPE not in a
     events = [dict(e.attributes or {}) for e in span.events if e.name == semconv.EVENT_ATTEMPT]
@@ -139,7 +134,7 @@ def test_retries_exhausted_fail_with_the_error_code(otel: Otel, mock_server: Moc
     with pytest.raises(ClientError) as info:
         client.converse(modelId=model, messages=MESSAGES)
     assert type(info.value).__name__ == "ThrottlingException"
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert a[semconv.ERROR_TYPE] == "ThrottlingException" and a[semconv.ATTEMPT_COUNT] == 2
     assert span.status.status_code.name == "ERROR"
@@ -155,7 +150,7 @@ def test_model_error_is_not_retried_and_reraised_unchanged(otel: Otel, mock_serv
     with pytest.raises(client.exceptions.ModelErrorException) as info:
         client.converse(modelId=model, messages=MESSAGES)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 424
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.ERROR_TYPE] == "ModelErrorException" and semconv.ATTEMPT_COUNT not in a
     client.close()
 
@@ -187,7 +182,7 @@ def test_content_capture_on_records_prompt_and_answer_never_credentials(mock_ser
     finally:
         instrumentor.uninstrument()
         client.close()
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert PROMPT in str(a[semconv.GEN_AI_INPUT_MESSAGES])
     assert "Be brief." in str(a[semconv.GEN_AI_SYSTEM_INSTRUCTIONS])
     assert result["output"]["message"]["content"][0]["text"] in str(a[semconv.GEN_AI_OUTPUT_MESSAGES])

@@ -14,19 +14,14 @@ from botocore.eventstream import EventStream
 from otelbench.mock import Fault, MockServer
 from otelbench_instrumentation import semconv
 
-from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, TimedStream, first_undisturbed
+from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, first_undisturbed
+from ..conftest import only_span, timed_stream
 from .conftest import MESSAGES, MODEL, PROMPT, Otel, bedrock_client
 
 NOVA = "amazon.nova-micro-v1:0"
 # botocore leaves the socket of an abandoned EventStream to the garbage collector, which warns
 # (ResourceWarning) with or without instrumentation; the span ending is what these tests check.
 _ABANDONED_SOCKET = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
-def _only_span(otel: Otel) -> Any:
-    spans = otel.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def _anthropic_body(max_tokens: int = 100) -> str:
@@ -54,9 +49,7 @@ def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
     # Warm up: botocore loads its models and event-stream parser on first use.
     list(client.converse_stream(modelId="bedrock-warm-up", messages=MESSAGES)["stream"])
 
-    def measure() -> TimedStream:
-        otel.exporter.clear()
-        server.clear_records()
+    def stream() -> tuple[int, int]:
         called_ns = time.perf_counter_ns()
         response = client.converse_stream(modelId=MODEL, messages=MESSAGES)
         assert isinstance(response, dict) and set(response) == {"ResponseMetadata", "stream"}
@@ -67,20 +60,11 @@ def test_converse_stream_ttft_matches_mock_within_2ms_and_all_metrics(
                 seen_ns = seen_ns or time.perf_counter_ns()
                 texts.append(event["contentBlockDelta"]["delta"]["text"])
         assert len(texts) == MOCK_OUTPUT_TOKENS
-        span = _only_span(otel)
-        a = span.attributes or {}
-        ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
-        assert isinstance(ttft, float)
-        (record,) = server.records
-        timed = TimedStream(ttft, called_ns, seen_ns, record, a)
-        # The lower bound counts from the span's own start: the instrumentation starts inside
-        # botocore's call, after called_ns (0.6 ms after it once in CI). The span's start is wall
-        # time; it moves onto the monotonic clock by this process's offset between the two.
-        assert span.start_time is not None
-        timed.assert_bounds(started_ns=span.start_time - (time.time_ns() - time.perf_counter_ns()))
-        return timed
+        return called_ns, seen_ns
 
-    streams = first_undisturbed(measure, MOCK_TTFT_S)
+    # The lower bound counts from the span's own start: the instrumentation starts inside
+    # botocore's call, after called_ns (0.6 ms after it once in CI).
+    streams = first_undisturbed(lambda: timed_stream(otel, server, stream, from_span_start=True), MOCK_TTFT_S)
     ttfts = [s.ttft for s in streams]
     last, a = streams[-1], streams[-1].attributes
     # TTFT runs from the call; what botocore spends building and signing the request is measured
@@ -121,7 +105,7 @@ def test_invoke_with_response_stream(otel: Otel, client: Any, family: str) -> No
     assert set(response) >= {"ResponseMetadata", "body", "contentType"}
     chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
     assert len(chunks) >= 5
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.GEN_AI_REQUEST_MAX_TOKENS] == 5
     assert a[semconv.STREAM_CHUNK_COUNT] == 5
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 5
@@ -140,7 +124,7 @@ def test_break_then_garbage_collection_ends_the_span(otel: Otel, client: Any) ->
     assert otel.spans() == []
     del response, _event
     gc.collect()
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.STREAM_CLOSED_EARLY] is True
     assert a[semconv.STREAM_CHUNK_COUNT] == 3  # messageStart carries no content
     assert semconv.ERROR_TYPE not in a
@@ -152,7 +136,7 @@ def test_close_ends_the_span_once(otel: Otel, client: Any) -> None:
     next(iter(stream))
     stream.close()
     stream.close()
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.STREAM_CLOSED_EARLY] is True
     assert len(otel.points(semconv.METRIC_OPERATION_DURATION)) == 1
 
@@ -161,7 +145,7 @@ def test_close_ends_the_span_once(otel: Otel, client: Any) -> None:
 def test_never_iterated_stream_ends_when_dropped(otel: Otel, client: Any) -> None:
     client.converse_stream(modelId=MODEL, messages=MESSAGES)
     gc.collect()
-    a = _only_span(otel).attributes or {}
+    a = only_span(otel).attributes or {}
     assert a[semconv.STREAM_CLOSED_EARLY] is True and a[semconv.STREAM_CHUNK_COUNT] == 0
 
 
@@ -174,7 +158,7 @@ def test_server_disconnect_mid_stream_sets_error_type(otel: Otel, mock_server: M
     with pytest.raises(Exception) as info:
         for event in response["stream"]:
             received.append(event)
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__
     assert a[semconv.STREAM_CHUNK_COUNT] == 2
@@ -187,7 +171,7 @@ def test_throttled_stream_retried_then_timed(otel: Otel, mock_server: MockServer
     client = bedrock_client(mock_server)
     response = client.converse_stream(modelId=model, messages=MESSAGES)
     list(response["stream"])
-    span = _only_span(otel)
+    span = only_span(otel)
     a = span.attributes or {}
     assert a[semconv.ATTEMPT_COUNT] == 2 and a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
     events = [dict(e.attributes or {}) for e in span.events]

@@ -58,13 +58,6 @@ def async_client_with(server: MockServer, **mock_settings: object) -> ollama.Asy
     return ollama.AsyncClient(host=server.ollama_host, headers=headers(**mock_settings))
 
 
-def only_span(otel: Otel) -> ReadableSpan:
-    """The one span the test produced."""
-    spans = otel.spans()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
-
-
 def attrs(span: ReadableSpan) -> dict[str, Any]:
     """A span's attributes as a plain dict."""
     return dict(span.attributes or {})

@@ -16,7 +16,7 @@ from otelbench_instrumentation import semconv
 from otelbench_instrumentation.providers.ollama import _extract
 
 from ...conftest import MOCK_ITL_S, MOCK_OUTPUT_TOKENS
-from ..conftest import Otel
+from ..conftest import Otel, only_span
 from .conftest import (
     EMBED_MODEL,
     MESSAGES,
@@ -25,7 +25,6 @@ from .conftest import (
     attrs,
     client_with,
     mock_port,
-    only_span,
 )
 
 # Ollama's fields (ns) and the attributes (s) they become.

@@ -18,8 +18,8 @@ from otelbench.mock import MockServer
 from otelbench_instrumentation import OllamaInstrumentor, semconv
 
 from ...conftest import MOCK_OUTPUT_TOKENS
-from ..conftest import Otel
-from .conftest import MESSAGES, MODEL, async_client_with, attrs, client_with, only_span
+from ..conftest import Otel, only_span
+from .conftest import MESSAGES, MODEL, async_client_with, attrs, client_with
 
 
 def _single(otel: Otel) -> dict[str, Any]:
