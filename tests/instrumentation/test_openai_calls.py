@@ -392,9 +392,9 @@ def test_concurrent_async_streams_keep_their_own_ttft(otel: Otel, mock_server: M
                 seen_ns = seen_ns or time.perf_counter_ns()
         return called_ns, seen_ns
 
-    def check(times: list[tuple[int, int]]) -> bool:
-        """Each span's TTFT ends between its own stream's first write and the app's first read;
-        whether no other stream's first write fell inside that window (else a mix-up could pass)."""
+    def check(times: list[tuple[int, int]]) -> list[TimedStream]:
+        """The streams, each span's TTFT checked to end between its own stream's first write and
+        the app's first read of it."""
         spans = otel.spans()
         assert len(spans) == len(delays)
         records = {r.model: r for r in mock_server.records}
@@ -409,8 +409,7 @@ def test_concurrent_async_streams_keep_their_own_ttft(otel: Otel, mock_server: M
             called_ns, seen_ns = times[delays.index(int(model.rsplit("-", 1)[1]))]
             timed.append(TimedStream(ttft, called_ns, seen_ns, records[model], a))
             timed[-1].assert_bounds(span.start_time - wall_minus_mono)
-        writes = [t.first_byte_ns for t in timed]
-        return all(not any(t.first_byte_ns < w <= t.seen_ns for w in writes) for t in timed)
+        return timed
 
     async def run() -> None:
         async with openai.AsyncOpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY) as c:
@@ -420,8 +419,10 @@ def test_concurrent_async_streams_keep_their_own_ttft(otel: Otel, mock_server: M
             for _ in range(TIMING_ATTEMPTS):
                 otel.exporter.clear()
                 mock_server.clear_records()
-                if check(await asyncio.gather(*(one(c, ms) for ms in delays))):
+                timed = check(await asyncio.gather(*(one(c, ms) for ms in delays)))
+                writes = [t.first_byte_ns for t in timed]
+                if not any(t.first_byte_ns < w <= t.seen_ns for t in timed for w in writes):
                     return
-        pytest.fail("no attempt where each first chunk was read before the next stream's write")
+        pytest.fail(f"no attempt read each first chunk before the next write: {[t.figures for t in timed]}")
 
     asyncio.run(run())
