@@ -62,6 +62,13 @@ def only_span(otel: Otel) -> ReadableSpan:
     return spans[0]
 
 
+def span_start_ns(span: ReadableSpan) -> int:
+    """The span's start on the ``perf_counter_ns`` clock the mock records on (span times are
+    wall-clock; this process's offset between the two maps them)."""
+    assert span.start_time is not None
+    return span.start_time - (time.time_ns() - time.perf_counter_ns())
+
+
 def timed_stream(
     otel: Otel, mock: MockServer, stream: Callable[[], tuple[int, int]], *, from_span_start: bool = False
 ) -> TimedStream:
@@ -70,8 +77,7 @@ def timed_stream(
     is cleared first.
 
     ``from_span_start``: the lower bound counts from the span's start, for an SDK whose
-    instrumentation starts inside its call (its wall-clock start moves onto the monotonic clock by
-    this process's offset between the two).
+    instrumentation starts inside its call.
     """
     otel.exporter.clear()
     mock.clear_records()
@@ -82,11 +88,7 @@ def timed_stream(
     assert isinstance(ttft, float)
     (record,) = mock.records
     timed = TimedStream(ttft, called_ns, seen_ns, record, a)
-    started_ns = None
-    if from_span_start:
-        assert span.start_time is not None
-        started_ns = span.start_time - (time.time_ns() - time.perf_counter_ns())
-    timed.assert_bounds(started_ns)
+    timed.assert_bounds(span_start_ns(span) if from_span_start else None)
     return timed
 
 
