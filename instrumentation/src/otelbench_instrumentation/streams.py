@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
 from itertools import repeat, starmap
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import wrapt
 
@@ -31,6 +31,13 @@ ChunkHandler = Callable[[LLMRecorder, Any], None]
 #: synchronous stream's proxy hands the reader out as the stream's iterator: one generator
 #: resumption per chunk, where a separate reader would cost a call and a second resumption.
 StreamReader = Callable[[LLMRecorder, Iterable[Any]], Generator[Any, None, None]]
+
+# wrapt 1.x (older opentelemetry-instrumentation releases require wrapt < 2) cannot subscript
+# ObjectProxy: the generic form is for the type checker only.
+if TYPE_CHECKING:
+    ObjectProxy: TypeAlias = wrapt.ObjectProxy[Any]
+else:
+    ObjectProxy = wrapt.ObjectProxy
 
 
 class _Fed:
@@ -154,7 +161,7 @@ def _async_step(
     return step
 
 
-class SyncStreamProxy(wrapt.ObjectProxy[Any]):
+class SyncStreamProxy(ObjectProxy):
     """Wraps a synchronous SDK stream (an iterator of chunks or events)."""
 
     # A slot read through its descriptor skips the proxy's (slow) attribute lookup.
@@ -219,7 +226,7 @@ class SyncStreamProxy(wrapt.ObjectProxy[Any]):
             end_abandoned(self)
 
 
-class AsyncStreamProxy(wrapt.ObjectProxy[Any]):
+class AsyncStreamProxy(ObjectProxy):
     """Wraps an asynchronous SDK stream (an async iterator of chunks or events)."""
 
     __slots__ = ("_self_step",)

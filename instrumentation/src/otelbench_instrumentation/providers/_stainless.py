@@ -16,16 +16,14 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-import wrapt
-
 from .._patching import Patch, Wrapper
 from ..recorder import LLMRecorder
-from ..streams import close_then_end, end_abandoned
+from ..streams import ObjectProxy, close_then_end, end_abandoned
 
 log = logging.getLogger(__name__)
 
 
-class RawResponseProxy(wrapt.ObjectProxy[Any]):
+class RawResponseProxy(ObjectProxy):
     """A raw or streaming-response result whose ``parse()`` is observed; ``close()`` and garbage
     collection end the span. Providers implement :meth:`_read`."""
 
