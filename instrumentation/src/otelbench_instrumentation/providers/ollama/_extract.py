@@ -184,13 +184,14 @@ def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Gener
         yield None
         for chunk in records:
             try:
+                # getattr: ollama < 0.5 records have no ``thinking``.
                 if chat:
                     message = chunk.message
                     text = message.content
-                    content = text or message.thinking or message.tool_calls
+                    content = text or getattr(message, "thinking", None) or message.tool_calls
                 else:
                     text = chunk.response
-                    content = text or chunk.thinking
+                    content = text or getattr(chunk, "thinking", None)
                 if content:
                     arrived(clock())
                     if len(times) > fold_at:
