@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Iterator
 from itertools import repeat, starmap
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -159,6 +159,23 @@ def _async_step(
         return chunk
 
     return step
+
+
+async def timed_async_iterator(
+    source: Any, recorder: LLMRecorder, make: StreamReader
+) -> AsyncGenerator[Any, None]:
+    """``source``'s chunks, read by ``make``'s reader: for streams timed in place of a proxy. Its
+    end ends the recording; so does closing it or leaving it early (as closed early)."""
+    step = _async_step(source.__anext__, recorder, make)
+    try:
+        while True:
+            try:
+                chunk = await step()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        recorder.end(closed_early=True)  # no-op once the last step ended or failed it
 
 
 class SyncStreamProxy(ObjectProxy):

@@ -12,15 +12,52 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
 from .._patching import Patch, Wrapper
 from ..recorder import LLMRecorder
-from ..streams import ObjectProxy, close_then_end, end_abandoned
+from ..streams import (
+    AsyncStreamProxy,
+    ObjectProxy,
+    StreamReader,
+    SyncStreamProxy,
+    close_then_end,
+    end_abandoned,
+    read_stream,
+    timed_async_iterator,
+)
 
 log = logging.getLogger(__name__)
+
+
+def timed_stream(stream: Any, recorder: LLMRecorder, reader: StreamReader, is_async: bool) -> Any:
+    """What the app gets for an SDK stream: our proxy of it, or the stream itself timed in place
+    where the SDK's stream classes fail ``isinstance`` for every object but their own exact type
+    (anthropic < 1.0: a metaclass kept for a deprecated subclass), which a proxy would break."""
+    metaclass: Any = type(type(stream))
+    if metaclass.__instancecheck__ is type.__instancecheck__ or not hasattr(stream, "_iterator"):
+        return (AsyncStreamProxy if is_async else SyncStreamProxy)(stream, recorder, reader)
+    # Stainless streams read every chunk through `_iterator` and close through `close()` (also
+    # from `__exit__`/`__aexit__`): replacing both on the instance times the stream unchanged.
+    if is_async:
+        stream._iterator = timed_async_iterator(stream._iterator, recorder, reader)
+    else:
+        stream._iterator = read_stream(reader, recorder, stream._iterator)
+    stream.close = _closer(stream, recorder)
+    return stream
+
+
+def _closer(stream: Any, recorder: LLMRecorder) -> Callable[..., Any]:
+    # A weak reference: the instance keeps this function, which must not keep the instance.
+    ref, close = weakref.ref(stream), type(stream).close
+
+    def closer(*args: Any, **kwargs: Any) -> Any:
+        return close_then_end(lambda: close(ref(), *args, **kwargs), recorder)
+
+    return closer
 
 
 class RawResponseProxy(ObjectProxy):

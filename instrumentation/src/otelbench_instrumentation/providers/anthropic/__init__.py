@@ -50,7 +50,7 @@ from ..._config import load_settings
 from ..._patching import Patch, apply, revert
 from ._patch import Config, patches
 
-_INSTRUMENTS = ("anthropic >= 0.40",)
+_INSTRUMENTS = ("anthropic >= 0.43",)
 _TRUE = frozenset({"true", "1", "yes", "on"})
 
 

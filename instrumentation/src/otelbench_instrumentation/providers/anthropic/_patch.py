@@ -29,7 +29,6 @@ from ... import semconv
 from ..._config import Settings
 from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry
-from ...streams import AsyncStreamProxy, SyncStreamProxy
 from .. import _stainless
 from .._server import Server, http_server, remembered
 from . import _extract
@@ -185,9 +184,9 @@ def _on_result(recorder: LLMRecorder, result: Any) -> Any:
     try:
         stream, async_stream = _stream_classes()
         if isinstance(result, stream):
-            return SyncStreamProxy(result, recorder, _extract.stream_events)
+            return _stainless.timed_stream(result, recorder, _extract.stream_events, False)
         if isinstance(result, async_stream):
-            return AsyncStreamProxy(result, recorder, _extract.stream_events)
+            return _stainless.timed_stream(result, recorder, _extract.stream_events, True)
         if isinstance(result, _raw_response_classes()):
             if recorder.streaming or not _body_read(result):
                 # with_streaming_response, or a raw stream: the body is read when the app asks.
@@ -260,8 +259,8 @@ class RawResponseProxy(_stainless.RawResponseProxy):
         from anthropic import AsyncStream, Stream
 
         if isinstance(parsed, Stream | AsyncStream):
-            proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-            return proxy_cls(parsed, self._self_recorder, _extract.stream_events)
+            is_async = not isinstance(parsed, Stream)
+            return _stainless.timed_stream(parsed, self._self_recorder, _extract.stream_events, is_async)
         _extract.on_message(self._self_recorder, parsed)
         return None
 
