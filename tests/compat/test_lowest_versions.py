@@ -1,0 +1,310 @@
+"""The instrumentation at the lowest versions instrumentation/pyproject.toml declares.
+
+The lock file tests one set of versions (the newest when it was made). Here a virtualenv is built
+from the registry with every declared lower bound pinned (provider SDKs, tenacity, pybreaker,
+wrapt, opentelemetry-api/-instrumentation, and the SDK matching that API), and ``probe.py`` runs
+in it against the session's mock: every provider's calls and streams, a retry and a breaker, with
+``instrument()`` on. Nothing here may be weaker at those versions than the main suite expects:
+same spans, same usage, TTFT from the stream, SDK types intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from otelbench.mock import MockServer
+from otelbench_instrumentation import INSTRUMENTORS, semconv
+from tests.conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S
+
+INSTRUMENTATION = Path(__file__).resolve().parents[2] / "instrumentation"
+PROBE = Path(__file__).with_name("probe.py")
+#: Tests that build the virtualenv (from the package registry).
+slow = pytest.mark.slow
+
+
+def declared_lowest() -> dict[str, Version]:
+    """Every requirement of the instrumentation (run time and extras) at its ``>=`` bound."""
+    project = tomllib.loads((INSTRUMENTATION / "pyproject.toml").read_text())["project"]
+    texts = [
+        *project["dependencies"],
+        *(r for group in project["optional-dependencies"].values() for r in group),
+    ]
+    lowest: dict[str, Version] = {}
+    for text in texts:
+        requirement = Requirement(text)
+        bounds = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        assert len(bounds) == 1, f"{text!r}: one '>=' lower bound expected"
+        name = canonicalize_name(requirement.name)
+        assert lowest.setdefault(name, bounds[0]) == bounds[0], f"{name} has two lower bounds"
+    return lowest
+
+
+def pins() -> dict[str, Version]:
+    """What the virtualenv installs: the declared bounds, and the OpenTelemetry SDK of the API's."""
+    lowest = declared_lowest()
+    return {**lowest, "opentelemetry-sdk": lowest["opentelemetry-api"]}
+
+
+def test_instrumentors_declare_the_pyproject_bounds() -> None:
+    """opentelemetry-instrument skips an instrumentor whose library is older than it declares:
+    each must declare what pyproject.toml does, which is what the probe below tests."""
+    lowest = declared_lowest()
+    declared = {}
+    for name, instrumentor in INSTRUMENTORS.items():
+        (text,) = instrumentor().instrumentation_dependencies()
+        requirement = Requirement(text)
+        (spec,) = requirement.specifier
+        assert spec.operator == ">=", f"{name}: {text!r}"
+        declared[canonicalize_name(requirement.name)] = Version(spec.version)
+    # Bedrock's instrumentor wraps botocore (the bedrock extra installs it through boto3).
+    assert declared == {k: v for k, v in lowest.items() if k in declared}
+    assert set(declared) == {"openai", "anthropic", "ollama", "botocore", "tenacity", "pybreaker"}
+
+
+def _run(args: list[str], what: str, timeout: float) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv's interpreter with the instrumentation and the lowest declared versions."""
+    # `uv run` names itself in UV; otherwise the uv on PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not on PATH (the README's commands install it)")
+    venv = tmp_path_factory.mktemp("lowest") / "venv"
+    _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "uv venv", 120)
+    python = venv / "bin" / "python"
+    wanted = [f"{name}=={version}" for name, version in sorted(pins().items())]
+    # From the registry: a fresh machine downloads them once into uv's cache.
+    _run(
+        [uv, "pip", "install", "--quiet", "--python", str(python), str(INSTRUMENTATION), *wanted],
+        "uv pip install",
+        900,
+    )
+    return python
+
+
+@pytest.fixture(scope="module")
+def outcome(lowest_python: Path, mock_server: MockServer) -> dict[str, Any]:
+    """probe.py's JSON, run once in the lowest virtualenv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
+    done = subprocess.run(
+        [str(lowest_python), str(PROBE), mock_server.url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@slow
+def test_the_virtualenv_has_exactly_the_declared_lowest_versions(outcome: dict[str, Any]) -> None:
+    installed: dict[str, Version] = {canonicalize_name(k): Version(v) for k, v in outcome["versions"].items()}
+    wanted = pins()
+    assert {k: installed[k] for k in wanted} == wanted
+    assert outcome["enabled"] == sorted(INSTRUMENTORS)
+
+
+def _points(outcome: Mapping[str, Any], metric: str, **attributes: Any) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in outcome["metrics"]
+        if p["name"] == metric and all(p["attributes"].get(k) == v for k, v in attributes.items())
+    ]
+
+
+# (scenario, operation, provider, request model, streamed, read to the end)
+GENAI = [
+    ("openai_create", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-create", False, True),
+    ("openai_stream", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-stream", True, True),
+    ("openai_responses", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-responses", False, True),
+    ("openai_raw", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-raw", False, True),
+    (
+        "openai_async_stream",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_OPENAI,
+        "compat-openai-async-stream",
+        True,
+        True,
+    ),
+    ("anthropic_create", semconv.OP_CHAT, semconv.PROVIDER_ANTHROPIC, "compat-anthropic-create", False, True),
+    (
+        "anthropic_stream_helper",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-stream-helper",
+        True,
+        True,
+    ),
+    (
+        "anthropic_stream_closed_early",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-closed-early",
+        True,
+        False,
+    ),
+    (
+        "anthropic_raw_stream",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-raw-stream",
+        True,
+        True,
+    ),
+    (
+        "anthropic_async_stream",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-async-stream",
+        True,
+        True,
+    ),
+    (
+        "anthropic_async_closed_early",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-async-closed-early",
+        True,
+        False,
+    ),
+    ("ollama_chat", semconv.OP_CHAT, semconv.PROVIDER_OLLAMA, "compat-ollama-chat", False, True),
+    ("ollama_stream", semconv.OP_CHAT, semconv.PROVIDER_OLLAMA, "compat-ollama-stream", True, True),
+    (
+        "ollama_async_generate_stream",
+        semconv.OP_TEXT_COMPLETION,
+        semconv.PROVIDER_OLLAMA,
+        "compat-ollama-async-generate",
+        True,
+        True,
+    ),
+    (
+        "bedrock_invoke",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_AWS_BEDROCK,
+        "anthropic.compat-bedrock-invoke-v1:0",
+        False,
+        True,
+    ),
+    (
+        "bedrock_invoke_stream",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_AWS_BEDROCK,
+        "anthropic.compat-bedrock-invoke-stream-v1:0",
+        True,
+        True,
+    ),
+]
+
+
+@slow
+@pytest.mark.parametrize(("scenario", "operation", "provider", "model", "streamed", "whole"), GENAI)
+def test_genai_call_at_lowest_versions(
+    outcome: dict[str, Any],
+    scenario: str,
+    operation: str,
+    provider: str,
+    model: str,
+    streamed: bool,
+    whole: bool,
+) -> None:
+    """One span with the conventions' attributes and the usage the app saw; streams timed from
+    their first chunk; the metrics agree with the span; the app still gets the SDK's types."""
+    run = outcome["scenarios"][scenario]
+    assert run["error"] is None, run["error"]
+    app = run["app"]
+    assert app["is_sdk_type"], f"{scenario}: the app got a {app['type']}, not the SDK's type"
+    (span,) = run["spans"]
+    a = span["attributes"]
+    assert span["name"] == f"{operation} {model}" and span["kind"] == "CLIENT" and span["status"] == "UNSET"
+    assert a[semconv.GEN_AI_OPERATION_NAME] == operation and a[semconv.GEN_AI_PROVIDER_NAME] == provider
+    assert a[semconv.GEN_AI_REQUEST_MODEL] == model
+    for key, seen in (
+        (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
+        (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    ):
+        if app[seen] is not None:
+            assert a.get(key) == app[seen] > 0, (key, a.get(key), app[seen])
+        elif whole:
+            assert a.get(key, 0) > 0, (key, a)
+
+    metric = {semconv.GEN_AI_REQUEST_MODEL: model}
+    (duration,) = _points(outcome, semconv.METRIC_OPERATION_DURATION, **metric)
+    assert duration["count"] == 1 and duration["unit"] == "s"
+    for token_type, key in (
+        (semconv.TOKEN_TYPE_INPUT, semconv.GEN_AI_USAGE_INPUT_TOKENS),
+        (semconv.TOKEN_TYPE_OUTPUT, semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+    ):
+        points = _points(
+            outcome, semconv.METRIC_TOKEN_USAGE, **metric, **{semconv.GEN_AI_TOKEN_TYPE: token_type}
+        )
+        assert [p["sum"] for p in points] == ([a[key]] if key in a else [])
+
+    ttft_points = _points(outcome, semconv.METRIC_TIME_TO_FIRST_CHUNK, **metric)
+    if not streamed:
+        assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in a and ttft_points == []
+        return
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    # Not before the mock's first content (its configured delay); well before the stream's end.
+    assert MOCK_TTFT_S - 0.0005 <= ttft < duration["sum"], (ttft, duration["sum"])
+    (ttft_point,) = ttft_points
+    assert ttft_point["count"] == 1 and ttft_point["sum"] == pytest.approx(ttft)
+    if whole:
+        assert a[semconv.STREAM_CHUNK_COUNT] == MOCK_OUTPUT_TOKENS
+        assert semconv.STREAM_CLOSED_EARLY not in a
+    else:
+        assert a[semconv.STREAM_CHUNK_COUNT] == 1 and a[semconv.STREAM_CLOSED_EARLY] is True
+
+
+@slow
+def test_tenacity_retry_at_lowest_version(outcome: dict[str, Any]) -> None:
+    run = outcome["scenarios"]["tenacity_retry"]
+    assert run["error"] is None, run["error"]
+    assert run["app"] == {"result": "ok", "attempts": 3}
+    (span,) = run["spans"]
+    assert span["name"].startswith(f"{semconv.SPAN_RETRY} ")
+    assert span["attributes"][semconv.RETRY_OUTCOME] == semconv.RETRY_OUTCOME_SUCCESS
+    events = [e for e in span["events"] if e["name"] == semconv.EVENT_RETRY_ATTEMPT]
+    assert [e["attributes"][semconv.RETRY_ATTEMPT_NUMBER] for e in events] == [1, 2, 3]
+    (operations,) = _points(outcome, semconv.METRIC_RETRY_OPERATIONS)
+    assert operations["value"] == 1
+    assert sum(p["value"] for p in _points(outcome, semconv.METRIC_RETRY_ATTEMPTS)) == 3
+
+
+@slow
+def test_pybreaker_transitions_at_lowest_version(outcome: dict[str, Any]) -> None:
+    run = outcome["scenarios"]["pybreaker_transitions"]
+    assert run["error"] is None, run["error"]
+    assert run["app"]["states"] == ["closed", "closed", "open", "rejected", "ok", "closed"]
+    name = {semconv.BREAKER_NAME: "compat-breaker"}
+    transitions = {
+        (p["attributes"][semconv.BREAKER_FROM_STATE], p["attributes"][semconv.BREAKER_TO_STATE]): p["value"]
+        for p in _points(outcome, semconv.METRIC_BREAKER_TRANSITIONS, **name)
+    }
+    assert transitions == {
+        (semconv.BREAKER_STATE_CLOSED, semconv.BREAKER_STATE_OPEN): 1,
+        (semconv.BREAKER_STATE_OPEN, semconv.BREAKER_STATE_HALF_OPEN): 1,
+        (semconv.BREAKER_STATE_HALF_OPEN, semconv.BREAKER_STATE_CLOSED): 1,
+    }
+    (rejected,) = _points(outcome, semconv.METRIC_BREAKER_REJECTED, **name)
+    assert rejected["value"] == 1
