@@ -5,7 +5,8 @@ from the registry with every declared lower bound pinned (provider SDKs, tenacit
 wrapt, opentelemetry-api/-instrumentation, and the SDK matching that API), and ``probe.py`` runs
 in it against the session's mock: every provider's calls and streams, a retry and a breaker, with
 ``instrument()`` on. Nothing here may be weaker at those versions than the main suite expects:
-same spans, same usage, TTFT from the stream, SDK types intact.
+same spans, same usage, TTFT from the stream, SDK types intact. A second virtualenv holds the
+package alone, to show it needs nothing beyond its three run-time dependencies.
 """
 
 from __future__ import annotations
@@ -80,36 +81,45 @@ def _run(args: list[str], what: str, timeout: float) -> None:
         pytest.fail(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv's interpreter with the instrumentation and the lowest declared versions."""
+def make_venv(tmp_path_factory: pytest.TempPathFactory, name: str, requirements: list[str]) -> Path:
+    """A fresh virtualenv (this interpreter's Python) with the instrumentation and
+    ``requirements`` installed from the registry; returns its interpreter."""
     # `uv run` names itself in UV; otherwise the uv on PATH.
     uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
         pytest.fail("uv is not on PATH (the README's commands install it)")
-    venv = tmp_path_factory.mktemp("lowest") / "venv"
+    venv = tmp_path_factory.mktemp(name) / "venv"
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "uv venv", 120)
     python = venv / "bin" / "python"
-    wanted = [f"{name}=={version}" for name, version in sorted(pins().items())]
-    # From the registry: a fresh machine downloads them once into uv's cache.
+    # A fresh machine downloads them once into uv's cache.
     _run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), str(INSTRUMENTATION), *wanted],
+        [uv, "pip", "install", "--quiet", "--python", str(python), str(INSTRUMENTATION), *requirements],
         "uv pip install",
         900,
     )
     return python
 
 
+def probe_env() -> dict[str, str]:
+    """The environment of a probe: none of this process's OpenTelemetry or Python settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
+
+
+@pytest.fixture(scope="module")
+def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtualenv's interpreter with the instrumentation and the lowest declared versions."""
+    return make_venv(tmp_path_factory, "lowest", [f"{n}=={v}" for n, v in sorted(pins().items())])
+
+
 @pytest.fixture(scope="module")
 def outcome(lowest_python: Path, mock_server: MockServer) -> dict[str, Any]:
     """probe.py's JSON, run once in the lowest virtualenv."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
     done = subprocess.run(
         [str(lowest_python), str(PROBE), mock_server.url],
         capture_output=True,
         text=True,
         timeout=300,
-        env=env,
+        env=probe_env(),
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
@@ -308,3 +318,45 @@ def test_pybreaker_transitions_at_lowest_version(outcome: dict[str, Any]) -> Non
     }
     (rejected,) = _points(outcome, semconv.METRIC_BREAKER_REJECTED, **name)
     assert rejected["value"] == 1
+
+
+BARE_PROBE = """
+import importlib.metadata, json
+import otelbench_instrumentation as o
+
+@o.llm_call("custom", model="m")
+def ask(prompt):
+    return prompt.upper()
+
+out = {"enabled": o.instrument(), "answer": ask("hi")}
+o.uninstrument()
+out["dists"] = sorted(d.metadata["Name"].lower() for d in importlib.metadata.distributions())
+print(json.dumps(out))
+"""
+
+
+@slow
+def test_bare_install_needs_no_sdk_and_instruments_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Installed alone, the package brings only its run-time dependencies (no OpenTelemetry SDK,
+    no provider SDK, no tenacity or pybreaker); it imports, instrument() enables nothing and
+    says so, and the decorators run on the API's no-op providers."""
+    python = make_venv(tmp_path_factory, "bare", [])
+    done = subprocess.run(
+        [str(python), "-c", BARE_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=probe_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(done.stdout)
+    assert out["enabled"] == [] and out["answer"] == "HI"
+    dists = set(out["dists"])
+    assert {"opentelemetry-api", "opentelemetry-instrumentation", "wrapt"} <= dists
+    optional = {canonicalize_name(n) for n in declared_lowest()} - {
+        "opentelemetry-api",
+        "opentelemetry-instrumentation",
+        "wrapt",
+    }
+    assert not dists & (optional | {"opentelemetry-sdk"}), dists
