@@ -3,6 +3,7 @@ environment, and the rule for a timed stream the machine did not disturb."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -89,6 +90,19 @@ def first_undisturbed(measure: Callable[[], TimedStream], delay_s: float) -> lis
         if streams[-1].undisturbed(delay_s):
             return streams
     pytest.fail(f"no undisturbed measurement: {[s.figures for s in streams]}")
+
+
+def console_spans(stdout: str) -> list[dict[str, Any]]:
+    """The spans the console exporter printed among the app's own output (each an indented JSON
+    object whose first line is a bare '{')."""
+    decoder = json.JSONDecoder()
+    spans = []
+    lines = stdout.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.rstrip("\n") == "{":
+            span, _ = decoder.raw_decode("".join(lines[i:]))
+            spans.append(span)
+    return spans
 
 
 @pytest.fixture(scope="session")

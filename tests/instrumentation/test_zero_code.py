@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,6 +9,8 @@ from pathlib import Path
 
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
+
+from ..conftest import console_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,25 +41,11 @@ def _run_example(mock_server: MockServer, **env: str) -> subprocess.CompletedPro
     )
 
 
-def _spans(stdout: str) -> list[dict]:  # type: ignore[type-arg]
-    """The console exporter prints one pretty JSON object per span among the app's own output."""
-    spans, depth, buf = [], 0, []
-    for line in stdout.splitlines():
-        if line == "{" and depth == 0:
-            buf = [line]
-            depth = 1
-            continue
-        if depth:
-            buf.append(line)
-            if line == "}":
-                spans.append(json.loads("\n".join(buf)))
-                depth = 0
-    return spans
-
-
 def test_unmodified_app_is_instrumented(mock_server: MockServer) -> None:
     proc = _run_example(mock_server)
-    genai = [s for s in _spans(proc.stdout) if s["attributes"].get(semconv.GEN_AI_OPERATION_NAME) == "chat"]
+    genai = [
+        s for s in console_spans(proc.stdout) if s["attributes"].get(semconv.GEN_AI_OPERATION_NAME) == "chat"
+    ]
     assert len(genai) == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert all(s["name"] == "chat gpt-4o-mini" and s["kind"] == "SpanKind.CLIENT" for s in genai)
     streamed = [s for s in genai if s["attributes"].get(semconv.GEN_AI_REQUEST_STREAM)]
@@ -69,4 +56,4 @@ def test_unmodified_app_is_instrumented(mock_server: MockServer) -> None:
 
 def test_disabled_instrumentations_env_is_honoured(mock_server: MockServer) -> None:
     proc = _run_example(mock_server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai")
-    assert [s for s in _spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]] == []
+    assert [s for s in console_spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]] == []

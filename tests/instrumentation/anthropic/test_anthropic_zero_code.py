@@ -17,7 +17,7 @@ import pytest
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ..test_zero_code import _spans
+from ...conftest import console_spans
 
 ROOT = Path(__file__).resolve().parents[3]
 SECRET = "sk-ant-zero-code-SECRET"
@@ -61,7 +61,7 @@ def runs(mock_server: MockServer) -> dict[str, tuple[list[dict[str, Any]], str]]
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr[-3000:]
-        genai = [s for s in _spans(stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
+        genai = [s for s in console_spans(stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
         results[name] = (genai, stdout + stderr)
     return results
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ..test_zero_code import _spans
+from ...conftest import console_spans
 from .conftest import PROMPT, SECRET_KEY
 
 APP = f'''
@@ -50,7 +50,7 @@ def test_unmodified_boto3_app_is_instrumented(mock_server: MockServer, tmp_path:
     command = [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, str(app)]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    genai = [s for s in _spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
+    genai = [s for s in console_spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
     assert len(genai) == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert all(s["name"] == "chat anthropic.claude-3-haiku-20240307-v1:0" for s in genai)
     assert all(s["attributes"][semconv.GEN_AI_PROVIDER_NAME] == "aws.bedrock" for s in genai)

@@ -13,7 +13,7 @@ from typing import Any
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ...conftest import MOCK_OUTPUT_TOKENS
+from ...conftest import MOCK_OUTPUT_TOKENS, console_spans
 from .conftest import mock_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,18 +35,6 @@ def _run(argv: list[str], server: MockServer, **env: str) -> subprocess.Complete
     )
 
 
-def _console_spans(stdout: str) -> list[dict[str, Any]]:
-    """The console exporter prints each span as indented JSON starting with a bare '{' line."""
-    decoder = json.JSONDecoder()
-    spans = []
-    lines = stdout.splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        if line.rstrip("\n") == "{":
-            span, _ = decoder.raw_decode("".join(lines[i:]))
-            spans.append(span)
-    return spans
-
-
 # The app uses only Ollama; loading the other instrumentors would import their SDKs (seconds).
 OTHERS = "openai,anthropic"
 
@@ -62,7 +50,7 @@ def _instrumented_example(server: MockServer, disabled: str = OTHERS) -> tuple[l
         server,
         OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=disabled,
     )
-    genai = [s for s in _console_spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
+    genai = [s for s in console_spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
     return genai, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
