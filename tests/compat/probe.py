@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib.metadata
 import json
 import sys
@@ -191,6 +192,41 @@ async def _anthropic_async_closed_early() -> Seen:
     return seen(stream, anthropic.AsyncStream)
 
 
+async def _anthropic_async_stream_helper() -> Seen:
+    async with (
+        anthropic.AsyncAnthropic(base_url=BASE, api_key=KEY) as client,
+        client.messages.stream(
+            model="compat-anthropic-async-stream-helper", max_tokens=64, messages=MESSAGES
+        ) as stream,
+    ):
+        async for _ in stream.text_stream:
+            pass
+        m = await stream.get_final_message()
+    return seen(m, anthropic.types.Message, m.usage.input_tokens, m.usage.output_tokens)
+
+
+def anthropic_stream_dropped_unread() -> Seen:
+    with anthropic.Anthropic(base_url=BASE, api_key=KEY) as client:
+        stream = client.messages.create(
+            model="compat-anthropic-dropped", max_tokens=64, messages=MESSAGES, stream=True
+        )
+        result = seen(stream, anthropic.Stream)
+        del stream
+        gc.collect()
+    return result
+
+
+async def _anthropic_async_stream_dropped_unread() -> Seen:
+    async with anthropic.AsyncAnthropic(base_url=BASE, api_key=KEY) as client:
+        stream = await client.messages.create(
+            model="compat-anthropic-async-dropped", max_tokens=64, messages=MESSAGES, stream=True
+        )
+        result = seen(stream, anthropic.AsyncStream)
+        del stream
+        gc.collect()
+    return result
+
+
 # --- Ollama ---------------------------------------------------------------------------------------
 def ollama_chat() -> Seen:
     r = ollama.Client(host=BASE).chat(model="compat-ollama-chat", messages=MESSAGES)
@@ -299,6 +335,9 @@ SCENARIOS: dict[str, Callable[[], Seen]] = {
     "anthropic_raw_stream": anthropic_raw_stream,
     "anthropic_async_stream": lambda: asyncio.run(_anthropic_async_stream()),
     "anthropic_async_closed_early": lambda: asyncio.run(_anthropic_async_closed_early()),
+    "anthropic_async_stream_helper": lambda: asyncio.run(_anthropic_async_stream_helper()),
+    "anthropic_stream_dropped_unread": anthropic_stream_dropped_unread,
+    "anthropic_async_stream_dropped_unread": lambda: asyncio.run(_anthropic_async_stream_dropped_unread()),
     "ollama_chat": ollama_chat,
     "ollama_stream": ollama_stream,
     "ollama_async_generate_stream": lambda: asyncio.run(_ollama_async_stream()),

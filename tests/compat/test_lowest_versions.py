@@ -28,10 +28,11 @@ from packaging.version import Version
 
 from otelbench.mock import MockServer
 from otelbench_instrumentation import INSTRUMENTORS, semconv
-from tests.conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S
+from tests.conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, console_spans
 
 INSTRUMENTATION = Path(__file__).resolve().parents[2] / "instrumentation"
 PROBE = Path(__file__).with_name("probe.py")
+ZERO_CODE_APP = Path(__file__).with_name("zero_code_app.py")
 #: Tests that build the virtualenv (from the package registry).
 slow = pytest.mark.slow
 
@@ -108,7 +109,10 @@ def probe_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv's interpreter with the instrumentation and the lowest declared versions."""
-    return make_venv(tmp_path_factory, "lowest", [f"{n}=={v}" for n, v in sorted(pins().items())])
+    wanted = [f"{n}=={v}" for n, v in sorted(pins().items())]
+    # opentelemetry-instrument comes with the distro of the lowest instrumentation release.
+    distro = f"opentelemetry-distro=={pins()['opentelemetry-instrumentation']}"
+    return make_venv(tmp_path_factory, "lowest", [*wanted, distro])
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +191,14 @@ GENAI = [
         semconv.OP_CHAT,
         semconv.PROVIDER_ANTHROPIC,
         "compat-anthropic-async-stream",
+        True,
+        True,
+    ),
+    (
+        "anthropic_async_stream_helper",
+        semconv.OP_CHAT,
+        semconv.PROVIDER_ANTHROPIC,
+        "compat-anthropic-async-stream-helper",
         True,
         True,
     ),
@@ -287,6 +299,29 @@ def test_genai_call_at_lowest_versions(
 
 
 @slow
+@pytest.mark.parametrize(
+    ("scenario", "model"),
+    [
+        ("anthropic_stream_dropped_unread", "compat-anthropic-dropped"),
+        ("anthropic_async_stream_dropped_unread", "compat-anthropic-async-dropped"),
+    ],
+)
+def test_stream_dropped_unread_ends_its_span(outcome: dict[str, Any], scenario: str, model: str) -> None:
+    """A stream the app never reads, once collected, leaves no open span: it ends as closed
+    early, with no chunks and no TTFT."""
+    run = outcome["scenarios"][scenario]
+    assert run["error"] is None, run["error"]
+    assert run["app"]["is_sdk_type"]
+    (span,) = run["spans"]
+    a = span["attributes"]
+    assert span["name"] == f"{semconv.OP_CHAT} {model}"
+    assert a[semconv.STREAM_CLOSED_EARLY] is True and a[semconv.STREAM_CHUNK_COUNT] == 0
+    assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK not in a
+    (duration,) = _points(outcome, semconv.METRIC_OPERATION_DURATION, **{semconv.GEN_AI_REQUEST_MODEL: model})
+    assert duration["count"] == 1
+
+
+@slow
 def test_tenacity_retry_at_lowest_version(outcome: dict[str, Any]) -> None:
     run = outcome["scenarios"]["tenacity_retry"]
     assert run["error"] is None, run["error"]
@@ -318,6 +353,48 @@ def test_pybreaker_transitions_at_lowest_version(outcome: dict[str, Any]) -> Non
     }
     (rejected,) = _points(outcome, semconv.METRIC_BREAKER_REJECTED, **name)
     assert rejected["value"] == 1
+
+
+@slow
+def test_zero_code_at_lowest_versions(lowest_python: Path, mock_server: MockServer) -> None:
+    """``opentelemetry-instrument`` of the lowest release loads our entry points: an app with no
+    telemetry code gets one GenAI span per call, and its API key appears nowhere."""
+    env = {
+        **probe_env(),
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+        "OTEL_SERVICE_NAME": "zero-code-compat",
+    }
+    done = subprocess.run(
+        [
+            str(lowest_python.parent / "opentelemetry-instrument"),
+            str(lowest_python),
+            str(ZERO_CODE_APP),
+            mock_server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    genai = [s for s in console_spans(done.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
+    found = {
+        s["name"]: (
+            s["attributes"][semconv.GEN_AI_PROVIDER_NAME],
+            s["attributes"].get(semconv.GEN_AI_USAGE_OUTPUT_TOKENS),
+        )
+        for s in genai
+    }
+    assert len(genai) == 4 and found == {
+        f"{semconv.OP_CHAT} zero-openai": (semconv.PROVIDER_OPENAI, MOCK_OUTPUT_TOKENS),
+        f"{semconv.OP_CHAT} zero-openai-stream": (semconv.PROVIDER_OPENAI, MOCK_OUTPUT_TOKENS),
+        f"{semconv.OP_CHAT} zero-anthropic": (semconv.PROVIDER_ANTHROPIC, MOCK_OUTPUT_TOKENS),
+        f"{semconv.OP_CHAT} zero-ollama-stream": (semconv.PROVIDER_OLLAMA, MOCK_OUTPUT_TOKENS),
+    }, done.stdout[-4000:]
+    assert "zero-code-compat-SECRET" not in done.stdout + done.stderr
 
 
 BARE_PROBE = """
@@ -360,3 +437,43 @@ def test_bare_install_needs_no_sdk_and_instruments_nothing(tmp_path_factory: pyt
         "wrapt",
     }
     assert not dists & (optional | {"opentelemetry-sdk"}), dists
+
+
+TOO_OLD_PROBE = """
+import json, sys
+import anthropic
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import otelbench_instrumentation as o
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+enabled = o.instrument(tracer_provider=provider)
+with anthropic.Anthropic(base_url=sys.argv[1], api_key="k") as client:
+    m = client.messages.create(model="too-old", max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+print(json.dumps({"enabled": enabled, "output_tokens": m.usage.output_tokens, "spans": len(exporter.get_finished_spans())}))
+"""
+#: The anthropic release just below the declared bound (0.42 rebuilt the helper's stream).
+TOO_OLD_ANTHROPIC = Version("0.42.0")
+
+
+@slow
+def test_a_library_older_than_declared_is_left_alone(
+    tmp_path_factory: pytest.TempPathFactory, mock_server: MockServer
+) -> None:
+    """Below its bound a library is not instrumented at all (not half-instrumented): the app's
+    calls work and make no span, and instrument() does not name it."""
+    assert declared_lowest()["anthropic"] > TOO_OLD_ANTHROPIC
+    python = make_venv(tmp_path_factory, "too-old", [f"anthropic=={TOO_OLD_ANTHROPIC}", "opentelemetry-sdk"])
+    done = subprocess.run(
+        [str(python), "-c", TOO_OLD_PROBE, mock_server.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=probe_env(),
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads(done.stdout) == {"enabled": [], "output_tokens": MOCK_OUTPUT_TOKENS, "spans": 0}

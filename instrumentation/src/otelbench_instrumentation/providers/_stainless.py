@@ -47,6 +47,9 @@ def timed_stream(stream: Any, recorder: LLMRecorder, reader: StreamReader, is_as
     else:
         stream._iterator = read_stream(reader, recorder, stream._iterator)
     stream.close = _closer(stream, recorder)
+    # A stream dropped unread ends its span when collected (an unstarted async generator runs
+    # no code then).
+    weakref.finalize(stream, recorder.end, closed_early=True)
     return stream
 
 
