@@ -11,7 +11,7 @@ from typing import Any
 from otelbench.mock import MockServer
 from otelbench_instrumentation import semconv
 
-from ..test_zero_code import _spans
+from ...conftest import console_spans
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -61,7 +61,7 @@ def test_example_app_is_traced_end_to_end(fast_mock: MockServer) -> None:
     proc = _run_example(fast_mock)
     assert "cache hits=2 misses=7" in proc.stdout
     assert "'gpt-4o-mini': 'closed'" in proc.stdout  # the primary breaker closed again
-    spans = _spans(proc.stdout)
+    spans = console_spans(proc.stdout)
     index = _by_id(spans)
     names = [s["name"] for s in spans]
     assert names.count("cache prompt") == 9
