@@ -101,9 +101,15 @@ def make_venv(tmp_path_factory: pytest.TempPathFactory, name: str, requirements:
     return python
 
 
-def probe_env() -> dict[str, str]:
-    """The environment of a probe: none of this process's OpenTelemetry or Python settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
+def run_probe(args: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a probe in a virtualenv, which must succeed. None of this process's OpenTelemetry or
+    Python settings reach it, only ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env={**inherited, **env}, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -118,16 +124,9 @@ def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def outcome(lowest_python: Path, mock_server: MockServer) -> dict[str, Any]:
     """probe.py's JSON, run once in the lowest virtualenv."""
-    done = subprocess.run(
-        [str(lowest_python), str(PROBE), mock_server.url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=probe_env(),
-        check=False,
+    result: dict[str, Any] = json.loads(
+        run_probe([str(lowest_python), str(PROBE), mock_server.url], 300).stdout
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -359,27 +358,15 @@ def test_pybreaker_transitions_at_lowest_version(outcome: dict[str, Any]) -> Non
 def test_zero_code_at_lowest_versions(lowest_python: Path, mock_server: MockServer) -> None:
     """``opentelemetry-instrument`` of the lowest release loads our entry points: an app with no
     telemetry code gets one GenAI span per call, and its API key appears nowhere."""
-    env = {
-        **probe_env(),
-        "OTEL_TRACES_EXPORTER": "console",
-        "OTEL_METRICS_EXPORTER": "none",
-        "OTEL_LOGS_EXPORTER": "none",
-        "OTEL_SERVICE_NAME": "zero-code-compat",
-    }
-    done = subprocess.run(
-        [
-            str(lowest_python.parent / "opentelemetry-instrument"),
-            str(lowest_python),
-            str(ZERO_CODE_APP),
-            mock_server.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
+    instrument = str(lowest_python.parent / "opentelemetry-instrument")
+    done = run_probe(
+        [instrument, str(lowest_python), str(ZERO_CODE_APP), mock_server.url],
+        180,
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_SERVICE_NAME="zero-code-compat",
     )
-    assert done.returncode == 0, done.stderr[-4000:]
     genai = [s for s in console_spans(done.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]]
     found = {
         s["name"]: (
@@ -418,16 +405,7 @@ def test_bare_install_needs_no_sdk_and_instruments_nothing(tmp_path_factory: pyt
     no provider SDK, no tenacity or pybreaker); it imports, instrument() enables nothing and
     says so, and the decorators run on the API's no-op providers."""
     python = make_venv(tmp_path_factory, "bare", [])
-    done = subprocess.run(
-        [str(python), "-c", BARE_PROBE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=probe_env(),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    out = json.loads(done.stdout)
+    out = json.loads(run_probe([str(python), "-c", BARE_PROBE], 120).stdout)
     assert out["enabled"] == [] and out["answer"] == "HI"
     dists = set(out["dists"])
     assert {"opentelemetry-api", "opentelemetry-instrumentation", "wrapt"} <= dists
@@ -467,13 +445,5 @@ def test_a_library_older_than_declared_is_left_alone(
     calls work and make no span, and instrument() does not name it."""
     assert declared_lowest()["anthropic"] > TOO_OLD_ANTHROPIC
     python = make_venv(tmp_path_factory, "too-old", [f"anthropic=={TOO_OLD_ANTHROPIC}", "opentelemetry-sdk"])
-    done = subprocess.run(
-        [str(python), "-c", TOO_OLD_PROBE, mock_server.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=probe_env(),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert json.loads(done.stdout) == {"enabled": [], "output_tokens": MOCK_OUTPUT_TOKENS, "spans": 0}
+    out = json.loads(run_probe([str(python), "-c", TOO_OLD_PROBE, mock_server.url], 120).stdout)
+    assert out == {"enabled": [], "output_tokens": MOCK_OUTPUT_TOKENS, "spans": 0}
