@@ -144,7 +144,7 @@ def anthropic_stream_helper() -> Seen:
 def anthropic_stream_closed_early() -> Seen:
     with anthropic.Anthropic(base_url=BASE, api_key=KEY) as client:
         stream = client.messages.create(
-            model="compat-anthropic-closed-early", max_tokens=64, messages=MESSAGES, stream=True
+            model="compat-anthropic-stream-closed-early", max_tokens=64, messages=MESSAGES, stream=True
         )
         with stream:
             for event in stream:
@@ -208,7 +208,7 @@ async def _anthropic_async_stream_helper() -> Seen:
 def anthropic_stream_dropped_unread() -> Seen:
     with anthropic.Anthropic(base_url=BASE, api_key=KEY) as client:
         stream = client.messages.create(
-            model="compat-anthropic-dropped", max_tokens=64, messages=MESSAGES, stream=True
+            model="compat-anthropic-stream-dropped-unread", max_tokens=64, messages=MESSAGES, stream=True
         )
         result = seen(stream, anthropic.Stream)
         del stream
@@ -219,7 +219,10 @@ def anthropic_stream_dropped_unread() -> Seen:
 async def _anthropic_async_stream_dropped_unread() -> Seen:
     async with anthropic.AsyncAnthropic(base_url=BASE, api_key=KEY) as client:
         stream = await client.messages.create(
-            model="compat-anthropic-async-dropped", max_tokens=64, messages=MESSAGES, stream=True
+            model="compat-anthropic-async-stream-dropped-unread",
+            max_tokens=64,
+            messages=MESSAGES,
+            stream=True,
         )
         result = seen(stream, anthropic.AsyncStream)
         del stream
@@ -243,7 +246,7 @@ def ollama_stream() -> Seen:
 
 async def _ollama_async_stream() -> Seen:
     stream = await ollama.AsyncClient(host=BASE).generate(
-        model="compat-ollama-async-generate", prompt="hello there", stream=True
+        model="compat-ollama-async-generate-stream", prompt="hello there", stream=True
     )
     last = None
     async for part in stream:

@@ -146,95 +146,41 @@ def _points(outcome: Mapping[str, Any], metric: str, **attributes: Any) -> list[
     ]
 
 
-# (scenario, operation, provider, request model, streamed, read to the end)
+def model_of(scenario: str) -> str:
+    """probe.py's request model for a scenario: ``compat-`` + its name, dashed."""
+    return "compat-" + scenario.replace("_", "-")
+
+
+def genai(
+    scenario: str, provider: str, streamed: bool, *, whole: bool = True, operation: str = semconv.OP_CHAT
+) -> Any:
+    """One GenAI scenario of probe.py (``whole``: read to the end). Bedrock's models carry the
+    ``anthropic.`` prefix and version suffix its model ids need."""
+    model = model_of(scenario)
+    if provider == semconv.PROVIDER_AWS_BEDROCK:
+        model = f"anthropic.{model}-v1:0"
+    return pytest.param(scenario, operation, provider, model, streamed, whole, id=scenario)
+
+
+OPENAI, ANTHROPIC, OLLAMA = semconv.PROVIDER_OPENAI, semconv.PROVIDER_ANTHROPIC, semconv.PROVIDER_OLLAMA
 GENAI = [
-    ("openai_create", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-create", False, True),
-    ("openai_stream", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-stream", True, True),
-    ("openai_responses", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-responses", False, True),
-    ("openai_raw", semconv.OP_CHAT, semconv.PROVIDER_OPENAI, "compat-openai-raw", False, True),
-    (
-        "openai_async_stream",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_OPENAI,
-        "compat-openai-async-stream",
-        True,
-        True,
-    ),
-    ("anthropic_create", semconv.OP_CHAT, semconv.PROVIDER_ANTHROPIC, "compat-anthropic-create", False, True),
-    (
-        "anthropic_stream_helper",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-stream-helper",
-        True,
-        True,
-    ),
-    (
-        "anthropic_stream_closed_early",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-closed-early",
-        True,
-        False,
-    ),
-    (
-        "anthropic_raw_stream",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-raw-stream",
-        True,
-        True,
-    ),
-    (
-        "anthropic_async_stream",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-async-stream",
-        True,
-        True,
-    ),
-    (
-        "anthropic_async_stream_helper",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-async-stream-helper",
-        True,
-        True,
-    ),
-    (
-        "anthropic_async_closed_early",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_ANTHROPIC,
-        "compat-anthropic-async-closed-early",
-        True,
-        False,
-    ),
-    ("ollama_chat", semconv.OP_CHAT, semconv.PROVIDER_OLLAMA, "compat-ollama-chat", False, True),
-    ("ollama_stream", semconv.OP_CHAT, semconv.PROVIDER_OLLAMA, "compat-ollama-stream", True, True),
-    (
-        "ollama_async_generate_stream",
-        semconv.OP_TEXT_COMPLETION,
-        semconv.PROVIDER_OLLAMA,
-        "compat-ollama-async-generate",
-        True,
-        True,
-    ),
-    (
-        "bedrock_invoke",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_AWS_BEDROCK,
-        "anthropic.compat-bedrock-invoke-v1:0",
-        False,
-        True,
-    ),
-    (
-        "bedrock_invoke_stream",
-        semconv.OP_CHAT,
-        semconv.PROVIDER_AWS_BEDROCK,
-        "anthropic.compat-bedrock-invoke-stream-v1:0",
-        True,
-        True,
-    ),
+    genai("openai_create", OPENAI, False),
+    genai("openai_stream", OPENAI, True),
+    genai("openai_responses", OPENAI, False),
+    genai("openai_raw", OPENAI, False),
+    genai("openai_async_stream", OPENAI, True),
+    genai("anthropic_create", ANTHROPIC, False),
+    genai("anthropic_stream_helper", ANTHROPIC, True),
+    genai("anthropic_stream_closed_early", ANTHROPIC, True, whole=False),
+    genai("anthropic_raw_stream", ANTHROPIC, True),
+    genai("anthropic_async_stream", ANTHROPIC, True),
+    genai("anthropic_async_stream_helper", ANTHROPIC, True),
+    genai("anthropic_async_closed_early", ANTHROPIC, True, whole=False),
+    genai("ollama_chat", OLLAMA, False),
+    genai("ollama_stream", OLLAMA, True),
+    genai("ollama_async_generate_stream", OLLAMA, True, operation=semconv.OP_TEXT_COMPLETION),
+    genai("bedrock_invoke", semconv.PROVIDER_AWS_BEDROCK, False),
+    genai("bedrock_invoke_stream", semconv.PROVIDER_AWS_BEDROCK, True),
 ]
 
 
@@ -299,15 +245,12 @@ def test_genai_call_at_lowest_versions(
 
 @slow
 @pytest.mark.parametrize(
-    ("scenario", "model"),
-    [
-        ("anthropic_stream_dropped_unread", "compat-anthropic-dropped"),
-        ("anthropic_async_stream_dropped_unread", "compat-anthropic-async-dropped"),
-    ],
+    "scenario", ["anthropic_stream_dropped_unread", "anthropic_async_stream_dropped_unread"]
 )
-def test_stream_dropped_unread_ends_its_span(outcome: dict[str, Any], scenario: str, model: str) -> None:
+def test_stream_dropped_unread_ends_its_span(outcome: dict[str, Any], scenario: str) -> None:
     """A stream the app never reads, once collected, leaves no open span: it ends as closed
     early, with no chunks and no TTFT."""
+    model = model_of(scenario)
     run = outcome["scenarios"][scenario]
     assert run["error"] is None, run["error"]
     assert run["app"]["is_sdk_type"]
