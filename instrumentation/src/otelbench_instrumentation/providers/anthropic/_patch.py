@@ -179,14 +179,22 @@ def _stream_classes() -> tuple[Any, Any]:
     return Stream, AsyncStream
 
 
+def _timed(result: Any, recorder: LLMRecorder) -> Any | None:
+    """``result`` timed (proxied, or in place) if it is an SDK stream; else None."""
+    stream, async_stream = _stream_classes()
+    if isinstance(result, stream):
+        return _stainless.timed_stream(result, recorder, _extract.stream_events, False)
+    if isinstance(result, async_stream):
+        return _stainless.timed_stream(result, recorder, _extract.stream_events, True)
+    return None
+
+
 def _on_result(recorder: LLMRecorder, result: Any) -> Any:
     """Return what the caller gets: the SDK result itself or a transparent proxy of it."""
     try:
-        stream, async_stream = _stream_classes()
-        if isinstance(result, stream):
-            return _stainless.timed_stream(result, recorder, _extract.stream_events, False)
-        if isinstance(result, async_stream):
-            return _stainless.timed_stream(result, recorder, _extract.stream_events, True)
+        timed = _timed(result, recorder)
+        if timed is not None:
+            return timed
         if isinstance(result, _raw_response_classes()):
             if recorder.streaming or not _body_read(result):
                 # with_streaming_response, or a raw stream: the body is read when the app asks.
@@ -256,13 +264,10 @@ class RawResponseProxy(_stainless.RawResponseProxy):
         return self._observe(decoded)
 
     def _read(self, parsed: Any) -> Any:
-        from anthropic import AsyncStream, Stream
-
-        if isinstance(parsed, Stream | AsyncStream):
-            is_async = not isinstance(parsed, Stream)
-            return _stainless.timed_stream(parsed, self._self_recorder, _extract.stream_events, is_async)
-        _extract.on_message(self._self_recorder, parsed)
-        return None
+        timed = _timed(parsed, self._self_recorder)
+        if timed is None:
+            _extract.on_message(self._self_recorder, parsed)
+        return timed
 
 
 # --- the SDK's own call span --------------------------------------------------------------------
