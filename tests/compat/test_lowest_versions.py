@@ -5,8 +5,9 @@ from the registry with every declared lower bound pinned (provider SDKs, tenacit
 wrapt, opentelemetry-api/-instrumentation, and the SDK matching that API), and ``probe.py`` runs
 in it against the session's mock: every provider's calls and streams, a retry and a breaker, with
 ``instrument()`` on. Nothing here may be weaker at those versions than the main suite expects:
-same spans, same usage, TTFT from the stream, SDK types intact. A second virtualenv holds the
-package alone, to show it needs nothing beyond its three run-time dependencies.
+same spans, same usage, TTFT from the stream, SDK types intact; and ``opentelemetry-instrument``
+of the lowest release finds our entry points. Two more virtualenvs hold the package alone (it
+needs nothing beyond its run-time dependencies) and anthropic just below its bound (left alone).
 """
 
 from __future__ import annotations
@@ -37,12 +38,16 @@ ZERO_CODE_APP = Path(__file__).with_name("zero_code_app.py")
 slow = pytest.mark.slow
 
 
+PROJECT = tomllib.loads((INSTRUMENTATION / "pyproject.toml").read_text())["project"]
+#: The run-time dependencies (every other requirement is optional).
+RUNTIME = {canonicalize_name(Requirement(text).name) for text in PROJECT["dependencies"]}
+
+
 def declared_lowest() -> dict[str, Version]:
     """Every requirement of the instrumentation (run time and extras) at its ``>=`` bound."""
-    project = tomllib.loads((INSTRUMENTATION / "pyproject.toml").read_text())["project"]
     texts = [
-        *project["dependencies"],
-        *(r for group in project["optional-dependencies"].values() for r in group),
+        *PROJECT["dependencies"],
+        *(r for group in PROJECT["optional-dependencies"].values() for r in group),
     ]
     lowest: dict[str, Version] = {}
     for text in texts:
@@ -76,12 +81,6 @@ def test_instrumentors_declare_the_pyproject_bounds() -> None:
     assert set(declared) == {"openai", "anthropic", "ollama", "botocore", "tenacity", "pybreaker"}
 
 
-def _run(args: list[str], what: str, timeout: float) -> None:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}):\n{done.stderr[-4000:]}")
-
-
 def make_venv(tmp_path_factory: pytest.TempPathFactory, name: str, requirements: list[str]) -> Path:
     """A fresh virtualenv (this interpreter's Python) with the instrumentation and
     ``requirements`` installed from the registry; returns its interpreter."""
@@ -90,43 +89,38 @@ def make_venv(tmp_path_factory: pytest.TempPathFactory, name: str, requirements:
     if uv is None:
         pytest.fail("uv is not on PATH (the README's commands install it)")
     venv = tmp_path_factory.mktemp(name) / "venv"
-    _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], "uv venv", 120)
+    run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], 120)
     python = venv / "bin" / "python"
     # A fresh machine downloads them once into uv's cache.
-    _run(
-        [uv, "pip", "install", "--quiet", "--python", str(python), str(INSTRUMENTATION), *requirements],
-        "uv pip install",
-        900,
-    )
+    run([uv, "pip", "install", "--quiet", "--python", str(python), str(INSTRUMENTATION), *requirements], 900)
     return python
 
 
-def run_probe(args: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a probe in a virtualenv, which must succeed. None of this process's OpenTelemetry or
-    Python settings reach it, only ``env``."""
+def run(args: list[str], timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``args``, which must succeed. None of this process's OpenTelemetry or Python settings
+    reach it (a probe would pick them up), only ``env``."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "VIRTUAL_ENV", "PYTHON"))}
     done = subprocess.run(
         args, capture_output=True, text=True, timeout=timeout, env={**inherited, **env}, check=False
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+    if done.returncode != 0:
+        pytest.fail(f"{args[:3]} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done
 
 
 @pytest.fixture(scope="module")
 def lowest_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtualenv's interpreter with the instrumentation and the lowest declared versions."""
-    wanted = [f"{n}=={v}" for n, v in sorted(pins().items())]
+    wanted = pins()
     # opentelemetry-instrument comes with the distro of the lowest instrumentation release.
-    distro = f"opentelemetry-distro=={pins()['opentelemetry-instrumentation']}"
-    return make_venv(tmp_path_factory, "lowest", [*wanted, distro])
+    wanted["opentelemetry-distro"] = wanted["opentelemetry-instrumentation"]
+    return make_venv(tmp_path_factory, "lowest", [f"{n}=={v}" for n, v in sorted(wanted.items())])
 
 
 @pytest.fixture(scope="module")
 def outcome(lowest_python: Path, mock_server: MockServer) -> dict[str, Any]:
     """probe.py's JSON, run once in the lowest virtualenv."""
-    result: dict[str, Any] = json.loads(
-        run_probe([str(lowest_python), str(PROBE), mock_server.url], 300).stdout
-    )
+    result: dict[str, Any] = json.loads(run([str(lowest_python), str(PROBE), mock_server.url], 300).stdout)
     return result
 
 
@@ -302,7 +296,7 @@ def test_zero_code_at_lowest_versions(lowest_python: Path, mock_server: MockServ
     """``opentelemetry-instrument`` of the lowest release loads our entry points: an app with no
     telemetry code gets one GenAI span per call, and its API key appears nowhere."""
     instrument = str(lowest_python.parent / "opentelemetry-instrument")
-    done = run_probe(
+    done = run(
         [instrument, str(lowest_python), str(ZERO_CODE_APP), mock_server.url],
         180,
         OTEL_TRACES_EXPORTER="console",
@@ -348,15 +342,11 @@ def test_bare_install_needs_no_sdk_and_instruments_nothing(tmp_path_factory: pyt
     no provider SDK, no tenacity or pybreaker); it imports, instrument() enables nothing and
     says so, and the decorators run on the API's no-op providers."""
     python = make_venv(tmp_path_factory, "bare", [])
-    out = json.loads(run_probe([str(python), "-c", BARE_PROBE], 120).stdout)
+    out = json.loads(run([str(python), "-c", BARE_PROBE], 120).stdout)
     assert out["enabled"] == [] and out["answer"] == "HI"
     dists = set(out["dists"])
-    assert {"opentelemetry-api", "opentelemetry-instrumentation", "wrapt"} <= dists
-    optional = {canonicalize_name(n) for n in declared_lowest()} - {
-        "opentelemetry-api",
-        "opentelemetry-instrumentation",
-        "wrapt",
-    }
+    assert dists >= RUNTIME
+    optional = set(declared_lowest()) - RUNTIME
     assert not dists & (optional | {"opentelemetry-sdk"}), dists
 
 
@@ -388,5 +378,5 @@ def test_a_library_older_than_declared_is_left_alone(
     calls work and make no span, and instrument() does not name it."""
     assert declared_lowest()["anthropic"] > TOO_OLD_ANTHROPIC
     python = make_venv(tmp_path_factory, "too-old", [f"anthropic=={TOO_OLD_ANTHROPIC}", "opentelemetry-sdk"])
-    out = json.loads(run_probe([str(python), "-c", TOO_OLD_PROBE, mock_server.url], 120).stdout)
+    out = json.loads(run([str(python), "-c", TOO_OLD_PROBE, mock_server.url], 120).stdout)
     assert out == {"enabled": [], "output_tokens": MOCK_OUTPUT_TOKENS, "spans": 0}
