@@ -170,10 +170,37 @@ _CHAT_COMPLETION = (
 )
 
 
-async def chat_completions(ctx: RequestContext) -> None:
-    """POST /v1/chat/completions."""
+# Azure OpenAI's content-filter annotations (every category passed), as its default filter
+# sends them: on the prompt, on each completion choice and on each streamed content chunk.
+AZURE_FILTER = (
+    b'{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},'
+    b'"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}}'
+)
+_AZURE_PROMPT_FILTER = (
+    b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":%b}]' % AZURE_FILTER
+)
+# Azure's first stream chunk: the prompt's annotations, no choices, an empty id and model.
+_AZURE_PROMPT_CHUNK = b'data: {"choices":[],"created":0,"id":"","model":"","object":"",%b}\n\n' % (
+    _AZURE_PROMPT_FILTER
+)
+_AZURE_ANNOTATION_CHUNK = (
+    b'data: {"choices":[{"index":0,"finish_reason":null,"content_filter_results":'
+    + AZURE_FILTER
+    + b',"content_filter_offsets":{"check_offset":0,"start_offset":0,"end_offset":%d}}],'
+    b'"created":0,"id":"","model":"","object":"","usage":null}\n\n'
+)
+_AZURE_COMPLETION = (
+    b'{"id":"%b","object":"chat.completion","created":%d,"model":%b,'
+    b'"choices":[{"index":0,"message":%b,"logprobs":null,"finish_reason":"%b",'
+    b'"content_filter_results":' + AZURE_FILTER + b"}],"
+    b'"usage":%b,"system_fingerprint":"fp_mock",' + _AZURE_PROMPT_FILTER + b"}"
+)
+
+
+async def chat_completions(ctx: RequestContext, deployment: str | None = None, azure: bool = False) -> None:
+    """POST /v1/chat/completions; Azure's shape when ``azure``, its model the ``deployment``'s."""
     body = ctx.json()
-    model = _model(body)
+    model = deployment or _model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ErrorReply(400, "messages must be a non-empty array", param="messages")
@@ -215,9 +242,8 @@ async def chat_completions(ctx: RequestContext) -> None:
             message = _CHAT_TOOL_MESSAGE % dumps(calls)
         else:
             message = _CHAT_TEXT_MESSAGE % b"".join([WORDS_JSON[word_index(salt, i)] for i in range(n)])
-        await ctx.reply_json(
-            plan, _CHAT_COMPLETION % (cid, created, model_json, message, finish.encode(), usage)
-        )
+        template = _AZURE_COMPLETION if azure else _CHAT_COMPLETION
+        await ctx.reply_json(plan, template % (cid, created, model_json, message, finish.encode(), usage))
         return
 
     options = body.get("stream_options")
@@ -227,9 +253,24 @@ async def chat_completions(ctx: RequestContext) -> None:
         created,
         model_json,
     )
-    head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
-    tail = b',"logprobs":null,"finish_reason":null}]' + (b',"usage":null}\n\n' if include_usage else b"}\n\n")
-    preamble = head + b'{"role":"assistant","content":"","refusal":null}' + tail
+    # Azure's asynchronous filter (opted into per request here) annotates the text after it
+    # streamed, in chunks with an empty id and model and a choice without a delta.
+    async_filter = azure and ctx.req.headers.get("x-mock-content-filter") == "async"
+    if azure:
+        head += b'"system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
+        filtered = b"" if async_filter else b',"content_filter_results":' + AZURE_FILTER
+    else:
+        head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
+        filtered = b""
+    end = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+    tail = b',"logprobs":null,"finish_reason":null%b}]%b' % (filtered, end)
+    preamble = (
+        head
+        + b'{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]'
+        + end
+    )
+    if azure:
+        preamble = _AZURE_PROMPT_CHUNK + preamble
 
     chunk: Callable[[int], bytes]
     if tool:
@@ -254,6 +295,8 @@ async def chat_completions(ctx: RequestContext) -> None:
 
     def epilogue() -> bytes:
         out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())
+        if async_filter:
+            out = (_AZURE_ANNOTATION_CHUNK % n) + out
         out += b',"usage":null}\n\n' if include_usage else b"}\n\n"
         if include_usage:
             out += head.split(b'"choices"')[0] + b'"choices":[],"usage":' + usage + b"}\n\n"
@@ -552,10 +595,10 @@ def embedding_inputs(value: Any) -> tuple[list[str], int]:
     raise ErrorReply(400, "input must be a non-empty string or array", param="input")
 
 
-async def embeddings(ctx: RequestContext) -> None:
-    """POST /v1/embeddings."""
+async def embeddings(ctx: RequestContext, deployment: str | None = None) -> None:
+    """POST /v1/embeddings (on Azure, the model is the ``deployment``'s)."""
     body = ctx.json()
-    model = _model(body)
+    model = deployment or _model(body)
     texts, input_tokens = embedding_inputs(body.get("input"))
     dims = body.get("dimensions")
     if dims is None:

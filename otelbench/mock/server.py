@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import rxtime
-from . import anthropic_api, bedrock_api, ollama_api, openai_api
+from . import anthropic_api, azure_api, bedrock_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
 from .http import ConnectionSet, HttpConnection, new_event_loop
 from .model import Fault, MockConfig, RequestRecord
@@ -50,6 +50,7 @@ def build_routes() -> tuple[
         ("/v1/messages", anthropic_api.ANTHROPIC),
         ("/api/", ollama_api.OLLAMA),
         ("/model/", bedrock_api.BEDROCK),
+        ("/openai/", azure_api.AZURE),
         ("", oa),
     ]
     return routes, fallbacks
@@ -158,7 +159,7 @@ class MockServer:
         routes, fallbacks = build_routes()
         app = App(self.config, routes, self._worker)
         app.fallback_protocols = fallbacks
-        app.path_routers = [bedrock_api.path_router]
+        app.path_routers = [bedrock_api.path_router, azure_api.path_router]
         return app
 
     def _as_worker(self, index: int, reuse_port: bool) -> None:
@@ -332,6 +333,11 @@ class MockServer:
     @property
     def anthropic_base_url(self) -> str:
         """`base_url` for `anthropic.Anthropic` (the SDK appends /v1/messages)."""
+        return self.url
+
+    @property
+    def azure_endpoint(self) -> str:
+        """`azure_endpoint` for `openai.AzureOpenAI` (the v1 API: `base_url=azure_endpoint + "/openai/v1"`)."""
         return self.url
 
     @property
