@@ -59,6 +59,8 @@ OP_EMBEDDINGS: Final = "embeddings"
 PROVIDER_OPENAI: Final = "openai"
 PROVIDER_ANTHROPIC: Final = "anthropic"
 PROVIDER_OLLAMA: Final = "ollama"
+# The openai SDK's AzureOpenAI clients, and the plain client pointed at an Azure OpenAI resource.
+PROVIDER_AZURE_AI_OPENAI: Final = "azure.ai.openai"
 
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"

@@ -161,7 +161,8 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
                     arrived(clock())
                     if len(times) > fold_at:
                         recorder.fold_chunk_times()
-                if not responded:
+                # Azure opens with a prompt-filter chunk whose id and model are empty.
+                if not responded and chunk.id:
                     recorder.set_response(
                         response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
                     )

@@ -16,7 +16,7 @@ from ..._patching import Patch, Wrapper
 from ...recorder import LLMRecorder, Telemetry, active_recorder
 from ...streams import AsyncStreamProxy, StreamReader, SyncStreamProxy, ignore_chunks, per_chunk
 from .. import _stainless
-from .._server import Server, http_server, remembered
+from .._server import http_server, remembered
 from . import _extract
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,40 @@ EMBEDDINGS = Operation(
 
 
 _server_of = remembered(http_server)
+# Azure OpenAI resources (the v1 API is reached with the plain client at {resource}/openai/v1).
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com")
+_azure_classes: dict[type, bool] = {}
 
 
-def _server(instance: Any) -> Server:
+def _is_azure_class(cls: type) -> bool:
+    """Whether ``cls`` is one of the SDK's AzureOpenAI clients (looked up once per class)."""
+    found = _azure_classes.get(cls)
+    if found is None:
+        try:
+            from openai.lib.azure import BaseAzureClient
+
+            found = issubclass(cls, BaseAzureClient)
+        except Exception:
+            found = False
+        _azure_classes[cls] = found
+    return found
+
+
+def provider_of(client_class: type, host: str | None) -> str:
+    """``gen_ai.provider.name`` for a call through a client of this class to this host."""
+    if _is_azure_class(client_class) or (host is not None and host.endswith(_AZURE_HOSTS)):
+        return semconv.PROVIDER_AZURE_AI_OPENAI
+    return semconv.PROVIDER_OPENAI
+
+
+def _endpoint(instance: Any) -> tuple[str | None, int | None, str]:
+    """(server.address, server.port, gen_ai.provider.name) of the resource's client."""
     try:
-        return _server_of(instance._client.base_url)
+        client = instance._client
+        host, port = _server_of(client.base_url)
+        return host, port, provider_of(type(client), host)
     except Exception:
-        return None, None
+        return None, None, semconv.PROVIDER_OPENAI
 
 
 def _start(
@@ -70,10 +97,10 @@ def _start(
 ) -> LLMRecorder | None:
     try:
         model = kwargs.get("model")
-        host, port = _server(instance)
+        host, port, provider = _endpoint(instance)
         recorder = telemetry.start_llm(
             operation=op.name,
-            provider=semconv.PROVIDER_OPENAI,
+            provider=provider,
             request_model=model if isinstance(model, str) else None,
             server_address=host,
             server_port=port,
