@@ -108,6 +108,21 @@ def openai_raw() -> Seen:
     return seen(r, openai.types.chat.ChatCompletion, r.usage.prompt_tokens, r.usage.completion_tokens)
 
 
+def azure_stream() -> Seen:
+    # AzureOpenAI: Azure's paths, and a stream that opens with its prompt-filter chunk.
+    usage = None
+    with openai.AzureOpenAI(azure_endpoint=BASE, api_key=KEY, api_version="2024-10-21") as client:
+        stream = client.chat.completions.create(
+            model="compat-azure-stream",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            usage = chunk.usage or usage
+    return seen(stream, openai.Stream, usage.prompt_tokens, usage.completion_tokens)
+
+
 async def _openai_async_stream() -> Seen:
     usage = None
     async with openai.AsyncOpenAI(base_url=f"{BASE}/v1", api_key=KEY) as client:
@@ -332,6 +347,7 @@ SCENARIOS: dict[str, Callable[[], Seen]] = {
     "openai_responses": openai_responses,
     "openai_raw": openai_raw,
     "openai_async_stream": lambda: asyncio.run(_openai_async_stream()),
+    "azure_stream": azure_stream,
     "anthropic_create": anthropic_create,
     "anthropic_stream_helper": anthropic_stream_helper,
     "anthropic_stream_closed_early": anthropic_stream_closed_early,

@@ -163,6 +163,7 @@ GENAI = [
     genai("openai_responses", OPENAI, False),
     genai("openai_raw", OPENAI, False),
     genai("openai_async_stream", OPENAI, True),
+    genai("azure_stream", semconv.PROVIDER_AZURE_AI_OPENAI, True),
     genai("anthropic_create", ANTHROPIC, False),
     genai("anthropic_stream_helper", ANTHROPIC, True),
     genai("anthropic_stream_closed_early", ANTHROPIC, True, whole=False),
@@ -200,6 +201,7 @@ def test_genai_call_at_lowest_versions(
     assert span["name"] == f"{operation} {model}" and span["kind"] == "CLIENT" and span["status"] == "UNSET"
     assert a[semconv.GEN_AI_OPERATION_NAME] == operation and a[semconv.GEN_AI_PROVIDER_NAME] == provider
     assert a[semconv.GEN_AI_REQUEST_MODEL] == model
+    assert a.get(semconv.GEN_AI_RESPONSE_MODEL) == model, a
     for key, seen in (
         (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
         (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),

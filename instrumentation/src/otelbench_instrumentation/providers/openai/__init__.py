@@ -7,9 +7,11 @@ Usage::
 
 Covers ``chat.completions.create``/``parse``/``stream``, ``responses.create``/``parse``/``stream``
 and ``embeddings.create`` on ``OpenAI`` and ``AsyncOpenAI`` (and their ``with_raw_response`` /
-``with_streaming_response`` variants, each counted once). Each SDK-internal retry is a span
-event ``otelbench.attempt``. Token usage of a stream needs ``stream_options={"include_usage":
-True}``; we never add it ourselves because it changes the chunks the application receives.
+``with_streaming_response`` variants, each counted once). ``AzureOpenAI`` clients, and the plain
+client at an Azure resource's host, report ``gen_ai.provider.name`` ``azure.ai.openai``. Each
+SDK-internal retry is a span event ``otelbench.attempt``. Token usage of a stream needs
+``stream_options={"include_usage": True}``; we never add it ourselves because it changes the
+chunks the application receives.
 
 Configuration: ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` (default off),
 ``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental`` (drop deprecated duplicates),
@@ -26,7 +28,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from ..._config import load_settings
 from ..._patching import Patch, apply, revert
 from ...recorder import Telemetry
-from ._patch import patches
+from ._patch import patches, provider_for_host
 
 _INSTRUMENTS = ("openai >= 2.0",)
 
@@ -53,3 +55,6 @@ class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _uninstrument(self, **kwargs: Any) -> None:
         revert(self._applied)
         self._applied = ()
+
+
+__all__ = ["OpenAIInstrumentor", "provider_for_host"]

@@ -75,11 +75,18 @@ def _is_azure_class(cls: type) -> bool:
     return found
 
 
-def provider_of(client_class: type, host: str | None) -> str:
-    """``gen_ai.provider.name`` for a call through a client of this class to this host."""
-    if _is_azure_class(client_class) or (host is not None and host.endswith(_AZURE_HOSTS)):
+def provider_for_host(host: str | None) -> str:
+    """``gen_ai.provider.name`` of the plain client's calls to ``host``."""
+    if host is not None and host.endswith(_AZURE_HOSTS):
         return semconv.PROVIDER_AZURE_AI_OPENAI
     return semconv.PROVIDER_OPENAI
+
+
+def provider_of(client_class: type, host: str | None) -> str:
+    """``gen_ai.provider.name`` for a call through a client of this class to this host."""
+    if _is_azure_class(client_class):
+        return semconv.PROVIDER_AZURE_AI_OPENAI
+    return provider_for_host(host)
 
 
 def _endpoint(instance: Any) -> tuple[str | None, int | None, str]:
