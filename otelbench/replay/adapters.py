@@ -128,6 +128,8 @@ def make_adapter(
         return LEAN_ADAPTERS[target.scheme](target, options, tracer_provider, meter_provider)
     if target.scheme == "openai":
         return OpenAIAdapter(target, options)
+    if target.scheme == "azure":
+        return AzureOpenAIAdapter(target, options)
     if target.scheme == "anthropic":
         return AnthropicAdapter(target, options)
     if target.scheme == "bedrock":
@@ -281,13 +283,7 @@ class OpenAIAdapter:
             max_connections=options.connections, max_keepalive_connections=options.connections
         )
         self.clients = [
-            openai.AsyncOpenAI(
-                base_url=target.base_url,
-                api_key=target.api_key,
-                max_retries=options.max_retries,
-                timeout=options.timeout,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits),
-            )
+            self._client(openai, target, options, openai.DefaultAsyncHttpxClient(limits=limits))
             for _ in range(options.clients)
         ]
         # Resolve the lazily built resources now: the first access imports modules (~0.1 s),
@@ -295,11 +291,23 @@ class OpenAIAdapter:
         self.completions = itertools.cycle([c.chat.completions for c in self.clients])
         self.model = target.model
         self.stream = options.stream
-        # OpenAI's own API wants max_completion_tokens (reasoning models reject max_tokens);
-        # OpenAI-compatible servers widely understand only max_tokens.
-        official = target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL
+        # OpenAI's own API (and Azure's) wants max_completion_tokens (reasoning models reject
+        # max_tokens); OpenAI-compatible servers widely understand only max_tokens.
+        official = target.scheme == "azure" or (
+            target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL
+        )
         self.max_key = "max_completion_tokens" if official else "max_tokens"
         self.extra = options_for("openai", options.request)
+
+    @staticmethod
+    def _client(openai: Any, target: Target, options: ClientOptions, http_client: Any) -> Any:
+        return openai.AsyncOpenAI(
+            base_url=target.base_url,
+            api_key=target.api_key,
+            max_retries=options.max_retries,
+            timeout=options.timeout,
+            http_client=http_client,
+        )
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
@@ -326,6 +334,23 @@ class OpenAIAdapter:
         """See :class:`Adapter`."""
         for client in self.clients:
             await client.close()
+
+
+class AzureOpenAIAdapter(OpenAIAdapter):
+    """Chat Completions through ``openai.AsyncAzureOpenAI``: the model is the deployment."""
+
+    provider = "azure"
+
+    @staticmethod
+    def _client(openai: Any, target: Target, options: ClientOptions, http_client: Any) -> Any:
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=target.base_url,
+            api_key=target.api_key,  # None: the SDK reads AZURE_OPENAI_AD_TOKEN
+            api_version=target.api_version,
+            max_retries=options.max_retries,
+            timeout=options.timeout,
+            http_client=http_client,
+        )
 
 
 class AnthropicAdapter:

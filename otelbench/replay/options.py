@@ -47,6 +47,7 @@ OPTION_TYPES: dict[str, type] = {
 SDK_OPTIONS: dict[str, frozenset[str]] = {
     "ollama": frozenset(OPTION_TYPES),
     "openai": frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
+    "azure": frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
     "anthropic": frozenset({"temperature", "top_p", "top_k"}),
     "bedrock": frozenset({"temperature", "top_p"}),
 }

@@ -10,6 +10,11 @@
                                                AWS credential chain, region from AWS_REGION /
                                                AWS_DEFAULT_REGION (default us-east-1), endpoint from
                                                AWS_ENDPOINT_URL_BEDROCK_RUNTIME / AWS_ENDPOINT_URL
+    azure:my-gpt-4o-deployment                 Azure OpenAI through openai.AsyncAzureOpenAI: the
+                                               deployment at AZURE_OPENAI_ENDPOINT (or @URL, the
+                                               resource's https://NAME.openai.azure.com), key from
+                                               AZURE_OPENAI_API_KEY, API version from
+                                               OPENAI_API_VERSION (default 2024-10-21)
     anthropic:mock-x@mock                      the embedded mock, through that SDK
 
 ``MODEL`` may contain colons (Ollama tags); everything after the first ``@`` that starts a URL
@@ -25,15 +30,19 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from otelbench.errors import UsageError
+from otelbench_instrumentation import semconv
+from otelbench_instrumentation.providers.openai import provider_for_host
 
-SCHEMES = ("openai", "anthropic", "ollama", "bedrock")
+SCHEMES = ("openai", "anthropic", "ollama", "bedrock", "azure")
 MOCK = "mock"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 #: gen_ai.provider.name of each scheme, where the conventions spell it differently.
-_PROVIDER_NAMES = {"bedrock": "aws.bedrock"}
+_PROVIDER_NAMES = {"bedrock": "aws.bedrock", "azure": semconv.PROVIDER_AZURE_AI_OPENAI}
+#: The Azure OpenAI API version sent when OPENAI_API_VERSION names none (the latest GA one).
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_AWS_REGION = "us-east-1"
 # Local OpenAI-compatible servers ignore the key, but the SDKs refuse to start without one.
 PLACEHOLDER_KEY = "unused"
@@ -53,6 +62,8 @@ class Target:
     explicit_url: bool = False
     #: True once ``base_url`` points at the running embedded mock.
     mock_resolved: bool = False
+    #: Azure OpenAI's ``api-version`` (azure targets only).
+    api_version: str | None = None
 
     def __repr__(self) -> str:
         # Never the raw URL or key: a URL may carry credentials (https://user:key@host).
@@ -66,6 +77,9 @@ class Target:
     @property
     def provider(self) -> str:
         """The ``gen_ai.provider.name`` the instrumentation reports for this target."""
+        if self.scheme == "openai":
+            # The instrumentation's own rule: an Azure resource's v1 API is azure.ai.openai.
+            return provider_for_host(self.host_port[0])
         return _PROVIDER_NAMES.get(self.scheme, self.scheme)
 
     @property
@@ -143,8 +157,9 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
                 url = f"http://{url}"
             _check_url(url, "OLLAMA_HOST")
         return Target(scheme, model, url, None, explicit)
+    api_version = (env.get("OPENAI_API_VERSION") or DEFAULT_AZURE_API_VERSION) if scheme == "azure" else None
     if url == MOCK:
-        return Target(scheme, model, MOCK, "mock-key")
+        return Target(scheme, model, MOCK, "mock-key", api_version=api_version)
     if scheme == "bedrock":
         # Credentials come from the standard AWS chain inside boto3, never through us.
         if url is None:
@@ -154,6 +169,22 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
             else:
                 url = f"https://bedrock-runtime.{aws_region(env)}.amazonaws.com"
         return Target(scheme, model, url, None, explicit)
+    if scheme == "azure":
+        if url is None:
+            url = env.get("AZURE_OPENAI_ENDPOINT")
+            if not url:
+                raise UsageError(
+                    f"--target {spec}: AZURE_OPENAI_ENDPOINT is not set "
+                    "(or name the resource: azure:DEPLOYMENT@https://NAME.openai.azure.com)"
+                )
+            _check_url(url, "AZURE_OPENAI_ENDPOINT")
+        key = env.get("AZURE_OPENAI_API_KEY")
+        # Without a key the SDK itself reads an Entra ID token from AZURE_OPENAI_AD_TOKEN.
+        if not key and not env.get("AZURE_OPENAI_AD_TOKEN"):
+            raise UsageError(
+                f"--target {spec}: neither AZURE_OPENAI_API_KEY nor AZURE_OPENAI_AD_TOKEN is set"
+            )
+        return Target(scheme, model, url, key or None, explicit, api_version=api_version)
     key_var = _KEY_ENV[scheme]
     key = env.get(key_var)
     if not key:

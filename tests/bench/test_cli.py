@@ -26,7 +26,16 @@ SECRET = "sk-test-SECRET-0123456789"
 
 @pytest.fixture(autouse=True)
 def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST"):
+    for var in (
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "OPENAI_BASE_URL",
+        "OLLAMA_HOST",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_AD_TOKEN",
+        "OPENAI_API_VERSION",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -47,6 +56,10 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--target", "openai"], "'openai'"),
         (["--target", "openai:gpt-4o-mini"], "OPENAI_API_KEY"),
         (["--target", "anthropic:claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
+        (["--target", "azure:my-deployment"], "AZURE_OPENAI_ENDPOINT"),
+        (["--target", "azure:my-deployment@https://res.openai.azure.com"], "AZURE_OPENAI_API_KEY"),
+        (["--client", "http", "--target", "azure:mock-fast@mock"], "not azure"),
+        (["--client", "http", "--target", "bedrock:mock-steady@mock"], "not bedrock (SigV4-signed"),
         (["--target", "openai:m@ftp://host/v1"], "ftp://host/v1"),
         (["--target", "openai:m@mock", "--target", "openai:m@mock"], "given twice"),
         (["--dataset", "/nonexistent/prompts.jsonl"], "/nonexistent/prompts.jsonl"),
@@ -146,6 +159,7 @@ def test_keys_never_reach_output(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET + "-ant")
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", SECRET + "-azure")
     out_dir = tmp_path / "out"
     code, out, err = run_main(
         capsys,
@@ -154,6 +168,8 @@ def test_keys_never_reach_output(
         f"openai:keyed@{isolated_mock_server.openai_base_url}",
         "--target",
         f"anthropic:keyed@{isolated_mock_server.anthropic_base_url}",
+        "--target",
+        f"azure:keyed@{isolated_mock_server.azure_endpoint}",
         "--requests",
         "3",
         "--warmup",
@@ -164,7 +180,8 @@ def test_keys_never_reach_output(
     assert code == 0, err
     written = "".join(p.read_text() for p in out_dir.rglob("*") if p.is_file())
     assert SECRET not in out + err + written
-    assert "openai:keyed@http://127.0.0.1" in out  # the endpoint is named, the key is not
+    # The endpoints are named, the keys are not.
+    assert "openai:keyed@http://127.0.0.1" in out and "azure:keyed@http://127.0.0.1" in out
 
 
 def test_dataset_shape_nonce_slo_and_no_stream_options(

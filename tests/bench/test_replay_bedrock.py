@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from otelbench.datasets import builtin
 from otelbench.errors import UsageError
-from otelbench.load import Limits
-from otelbench.mock import Dist, MockConfig, ModelProfile
-from otelbench.replay import LoadSpec, ReplayConfig, parse_target, run_replay
-from otelbench.replay.adapters import ClientOptions
+from otelbench.replay import ReplayConfig, parse_target, run_replay
+
+from .conftest import sdk_replay_config
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -33,15 +31,7 @@ def test_bedrock_target_endpoint_from_region_or_aws_endpoint_variables() -> None
 
 
 def _config(stream: bool, fault_rates: dict[str, float]) -> ReplayConfig:
-    profile = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.001), output_tokens=Dist.fixed(3))
-    return ReplayConfig(
-        targets=[parse_target("bedrock:flaky@mock", {})],
-        prompts=builtin("chat"),
-        dataset="chat",
-        load=LoadSpec(limits=Limits(requests=16), concurrency=4, warmup=0),
-        mock_config=MockConfig(seed=5, profiles={"flaky": profile}, fault_rates=fault_rates),
-        client=ClientOptions(connections=4, stream=stream),
-    )
+    return sdk_replay_config("bedrock:flaky@mock", stream, fault_rates)
 
 
 def test_botocore_retries_are_counted_from_the_genai_spans() -> None:
