@@ -20,17 +20,16 @@ from urllib.parse import parse_qs, unquote
 from . import openai_api
 from .core import ErrorReply, ProtocolSpec, RequestContext, Route, dumps
 
-# Azure's gateway answers these itself, in its own shape; the rest pass through in OpenAI's.
-_GATEWAY_ERRORS = {
-    401: "Access denied due to invalid subscription key or wrong API endpoint.",
-    404: "Resource not found",
-    429: "Requests to the deployment have exceeded the rate limit of your current pricing tier.",
-}
+# Azure's gateway answers these statuses itself, in its own shape; the rest pass through in
+# OpenAI's.
+_GATEWAY_STATUSES = frozenset({401, 404, 429})
+_NO_KEY = "Access denied due to invalid subscription key or wrong API endpoint."
+_NOT_FOUND = "Resource not found"
 
 
 def error_body(err: ErrorReply) -> bytes:
     """``{"error": {"code": "429", "message": ...}}`` from the gateway, else OpenAI's body."""
-    if err.status in _GATEWAY_ERRORS:
+    if err.status in _GATEWAY_STATUSES:
         return dumps({"error": {"code": str(err.status), "message": err.message}})
     return openai_api.error_body(err)
 
@@ -44,9 +43,9 @@ _V1_OPS = {"chat/completions": "chat", "responses": "responses", "embeddings": "
 def _check(ctx: RequestContext, dated: bool) -> None:
     headers = ctx.req.headers
     if not headers.get("api-key") and not headers.get("authorization", "").startswith("Bearer "):
-        raise ErrorReply(401, _GATEWAY_ERRORS[401])
+        raise ErrorReply(401, _NO_KEY)
     if dated and not parse_qs(ctx.req.query).get("api-version"):
-        raise ErrorReply(404, _GATEWAY_ERRORS[404])
+        raise ErrorReply(404, _NOT_FOUND)
 
 
 async def _serve(ctx: RequestContext, op: str, deployment: str | None, dated: bool) -> None:
