@@ -15,7 +15,9 @@ from ..conftest import console_spans
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_example(mock_server: MockServer, **env: str) -> subprocess.CompletedProcess[str]:
+def _run_example(
+    mock_server: MockServer, example: str = "openai_chat.py", **env: str
+) -> subprocess.CompletedProcess[str]:
     bin_dir = Path(sys.executable).parent
     full_env = {
         **os.environ,
@@ -31,7 +33,7 @@ def _run_example(mock_server: MockServer, **env: str) -> subprocess.CompletedPro
         [
             str(bin_dir / "opentelemetry-instrument"),
             sys.executable,
-            str(ROOT / "examples" / "openai_chat.py"),
+            str(ROOT / "examples" / example),
         ],
         env=full_env,
         capture_output=True,
@@ -57,3 +59,28 @@ def test_unmodified_app_is_instrumented(mock_server: MockServer) -> None:
 def test_disabled_instrumentations_env_is_honoured(mock_server: MockServer) -> None:
     proc = _run_example(mock_server, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS="openai")
     assert [s for s in console_spans(proc.stdout) if semconv.GEN_AI_OPERATION_NAME in s["attributes"]] == []
+
+
+def test_unmodified_azure_app_is_instrumented(mock_server: MockServer) -> None:
+    proc = _run_example(
+        mock_server,
+        "azure_openai_chat.py",
+        AZURE_OPENAI_ENDPOINT=mock_server.azure_endpoint,
+        AZURE_OPENAI_API_KEY="az-zero-code-SECRET",
+        OPENAI_API_VERSION="2024-10-21",
+        AZURE_OPENAI_DEPLOYMENT="prod-gpt-4o-mini",
+    )
+    genai = [
+        s for s in console_spans(proc.stdout) if s["attributes"].get(semconv.GEN_AI_OPERATION_NAME) == "chat"
+    ]
+    assert len(genai) == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert all(s["name"] == "chat prod-gpt-4o-mini" for s in genai)
+    assert {s["attributes"][semconv.GEN_AI_PROVIDER_NAME] for s in genai} == {
+        semconv.PROVIDER_AZURE_AI_OPENAI
+    }
+    (streamed,) = [s for s in genai if s["attributes"].get(semconv.GEN_AI_REQUEST_STREAM)]
+    a = streamed["attributes"]
+    assert a[semconv.GEN_AI_RESPONSE_MODEL] == "prod-gpt-4o-mini"
+    assert str(a[semconv.GEN_AI_RESPONSE_ID]).startswith("chatcmpl-")
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] > 0
+    assert "az-zero-code-SECRET" not in proc.stdout + proc.stderr
