@@ -1,7 +1,7 @@
 """A plain Anthropic app with no telemetry code: instrument it with `opentelemetry-instrument`.
 
     ANTHROPIC_BASE_URL=http://127.0.0.1:8000 ANTHROPIC_API_KEY=sk-ant-anything \
-    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console \
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console OTEL_LOGS_EXPORTER=none \
     opentelemetry-instrument python examples/anthropic_chat.py
 
 (`otelbench mock --port 8000` serves that base URL.)

@@ -1,7 +1,7 @@
 """A plain Ollama app with no telemetry code: instrument it with `opentelemetry-instrument`.
 
     OLLAMA_HOST=http://127.0.0.1:8000 \
-    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console \
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console OTEL_LOGS_EXPORTER=none \
     opentelemetry-instrument python examples/ollama_chat.py
 
 (`otelbench mock --port 8000` serves that host; without OLLAMA_HOST the SDK uses a local

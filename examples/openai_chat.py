@@ -1,7 +1,7 @@
 """A plain OpenAI app with no telemetry code: instrument it with `opentelemetry-instrument`.
 
     OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-anything \
-    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console \
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console OTEL_LOGS_EXPORTER=none \
     opentelemetry-instrument python examples/openai_chat.py
 
 (`otelbench mock --port 8000` serves that base URL.)

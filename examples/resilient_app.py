@@ -2,7 +2,7 @@
 
     otelbench mock --port 8000 &
     OPENAI_BASE_URL=http://127.0.0.1:8000/v1 OPENAI_API_KEY=sk-anything \
-    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console \
+    OTEL_TRACES_EXPORTER=console OTEL_METRICS_EXPORTER=console OTEL_LOGS_EXPORTER=none \
     opentelemetry-instrument python examples/resilient_app.py
 
 The app has no telemetry code: `opentelemetry-instrument` enables the OpenAI, tenacity and
