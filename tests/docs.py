@@ -10,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 _BLOCK = re.compile(r"^```(?:bash|console)\n(.*?)^```", re.S | re.M)
+_PYTHON = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 # Variables a developer's shell may hold that would change what a command does.
 _SCRUBBED = re.compile(r"^(OTEL_|OPENAI_|ANTHROPIC_|AZURE_OPENAI_|OLLAMA_|AWS_)")
 
@@ -17,6 +18,12 @@ _SCRUBBED = re.compile(r"^(OTEL_|OPENAI_|ANTHROPIC_|AZURE_OPENAI_|OLLAMA_|AWS_)"
 def shell_blocks(path: Path) -> list[str]:
     """The ``bash`` and ``console`` code blocks of a Markdown file."""
     return [m.group(1) for m in _BLOCK.finditer(path.read_text(encoding="utf-8"))]
+
+
+def python_blocks(path: Path) -> list[tuple[int, str]]:
+    """(line number, source) of each ``python`` code block of a Markdown file."""
+    text = path.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in _PYTHON.finditer(text)]
 
 
 def transcript(text: str) -> list[tuple[str, list[str]]]:
