@@ -321,10 +321,9 @@ def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:
         raise UsageError(f"--max-retries {args.max_retries}: --client http does not retry (use --client sdk)")
     for target in targets:
         if target.scheme not in LEAN_SCHEMES:
-            why = "SigV4-signed; " if target.scheme == "bedrock" else ""
             raise UsageError(
-                f"--target {target.id}: --client http speaks openai, anthropic and ollama, "
-                f"not {target.scheme} ({why}use --client sdk)"
+                f"--target {target.id}: --client http speaks openai, azure, anthropic and ollama, "
+                "not bedrock (SigV4-signed; use --client sdk)"
             )
     # The SDKs go through HTTP(S)_PROXY; the lean client connects directly: say so, once.
     import urllib.request

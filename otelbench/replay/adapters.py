@@ -112,7 +112,7 @@ class ClientOptions:
 
 
 #: The targets ``--client http`` speaks (Bedrock's requests are SigV4-signed: SDK only).
-LEAN_SCHEMES = frozenset({"openai", "anthropic", "ollama"})
+LEAN_SCHEMES = frozenset({"openai", "azure", "anthropic", "ollama"})
 
 
 def make_adapter(

@@ -17,10 +17,12 @@ validation, proxies, HTTP/2. ``error.type`` of an HTTP error is its status code.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from operator import methodcaller
 from typing import Any
+from urllib.parse import quote
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -49,7 +51,7 @@ from .adapters import (
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
 from .options import options_for
-from .targets import OPENAI_DEFAULT_URL, Target
+from .targets import DEFAULT_AZURE_API_VERSION, OPENAI_DEFAULT_URL, Target
 from .telemetry import CHUNK_TIMING
 
 #: The Messages API version sent to Anthropic (the SDKs send the same).
@@ -111,7 +113,7 @@ class StreamError(Exception):
 class LeanAdapter:
     """Shared request flow; subclasses name the path, headers, body and readers of one API."""
 
-    provider = ""
+    provider: str
     path = ""
     sep = _SSE
 
@@ -122,6 +124,9 @@ class LeanAdapter:
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
     ) -> None:
+        # gen_ai.provider.name as the SDK instrumentation would report it (an openai target on an
+        # Azure resource is azure.ai.openai): the summary finds the target's metrics by it.
+        self.provider = target.provider
         self.endpoint = Endpoint.parse(target.endpoint)
         self.model = target.model
         self.stream = options.stream
@@ -251,7 +256,6 @@ class LeanAdapter:
 class OpenAILean(LeanAdapter):
     """``POST /chat/completions`` (OpenAI and OpenAI-compatible servers), SSE."""
 
-    provider = "openai"
     path = "/chat/completions"
     observe_whole = staticmethod(observe_openai_completion)
     record_whole = staticmethod(openai_extract.on_chat_completion)
@@ -294,10 +298,28 @@ class OpenAILean(LeanAdapter):
         return read
 
 
+class AzureLean(OpenAILean):
+    """``POST /openai/deployments/{deployment}/chat/completions?api-version=V`` (Azure OpenAI), SSE."""
+
+    def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
+        self.path = (
+            f"/openai/deployments/{quote(target.model, safe='')}/chat/completions"
+            f"?api-version={quote(target.api_version or DEFAULT_AZURE_API_VERSION, safe='')}"
+        )
+        super().__init__(target, options, *providers)
+        self.max_key = "max_completion_tokens"
+
+    def headers(self, target: Target) -> dict[str, str]:
+        """See :class:`LeanAdapter`: the key, else the Entra ID token the SDK would read."""
+        if target.api_key:
+            return {"api-key": target.api_key}
+        token = os.environ.get("AZURE_OPENAI_AD_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class AnthropicLean(LeanAdapter):
     """``POST /v1/messages``, SSE."""
 
-    provider = "anthropic"
     path = "/v1/messages"
     observe_whole = staticmethod(observe_anthropic_message)
     record_whole = staticmethod(anthropic_extract.on_message)
@@ -338,7 +360,6 @@ class AnthropicLean(LeanAdapter):
 class OllamaLean(LeanAdapter):
     """``POST /api/chat``, NDJSON."""
 
-    provider = "ollama"
     path = "/api/chat"
     sep = _NDJSON
     observe_whole = staticmethod(observe_ollama_final)
@@ -412,6 +433,7 @@ _NULL_RECORDER: Any = _NullRecorder()
 
 LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
     "openai": OpenAILean,
+    "azure": AzureLean,
     "anthropic": AnthropicLean,
     "ollama": OllamaLean,
 }

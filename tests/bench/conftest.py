@@ -10,10 +10,11 @@ from otelbench.replay.adapters import ClientOptions
 
 
 def sdk_replay_config(
-    spec: str, stream: bool, fault_rates: dict[str, float], max_retries: int = 2
+    spec: str, stream: bool, fault_rates: dict[str, float], max_retries: int = 2, kind: str = "sdk"
 ) -> ReplayConfig:
-    """16 chat prompts at concurrency 4 through ``spec``'s SDK, on the embedded mock (``spec``
-    names ``MODEL@mock``): 10 ms TTFT, 1 ms gaps, 3 output tokens, faults at ``fault_rates``."""
+    """16 chat prompts at concurrency 4 through ``spec``'s SDK (or ``kind="http"``: the lean
+    client), on the embedded mock (``spec`` names ``MODEL@mock``): 10 ms TTFT, 1 ms gaps,
+    3 output tokens, faults at ``fault_rates``."""
     target = parse_target(spec, {})
     profile = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.001), output_tokens=Dist.fixed(3))
     return ReplayConfig(
@@ -22,5 +23,5 @@ def sdk_replay_config(
         dataset="chat",
         load=LoadSpec(limits=Limits(requests=16), concurrency=4, warmup=0),
         mock_config=MockConfig(seed=5, profiles={target.model: profile}, fault_rates=fault_rates),
-        client=ClientOptions(connections=4, stream=stream, max_retries=max_retries),
+        client=ClientOptions(connections=4, stream=stream, max_retries=max_retries, kind=kind),
     )

@@ -67,3 +67,19 @@ def test_non_streamed_azure_replay() -> None:
     (run,) = outcome.runs
     assert run.metrics is not None and run.metrics.requests == 16 and not run.metrics.errors
     assert all(r.ok and r.output_tokens == 3 for r in run.measured)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_http_client_replays_an_azure_deployment(stream: bool) -> None:
+    # --client http: Azure's path, api-version and api-key on the lean client; the same recorder.
+    outcome = run_replay(sdk_replay_config("azure:prod-deployment@mock", stream, {}, kind="http"))
+    (run,) = outcome.runs
+    served = [r for r in outcome.mock_records if r.protocol == "azure"]
+    assert {(r.path, r.status) for r in served} == {
+        ("/openai/deployments/prod-deployment/chat/completions", 200)
+    }
+    assert run.metrics is not None and run.metrics.requests == 16 and not run.metrics.errors
+    assert all(r.ok and r.output_tokens == 3 for r in run.measured)
+    if stream:
+        # TTFT from the first content chunk, not from Azure's prompt-filter chunk sent at once.
+        assert all(r.ttft is not None and r.ttft >= 0.01 for r in run.measured)
