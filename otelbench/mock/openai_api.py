@@ -305,6 +305,89 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
     await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue)
 
 
+# -- legacy completions ----------------------------------------------------------------------------
+
+#: What the Completions API generates when the request names no max_tokens.
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+_COMPLETION = (
+    b'{"id":"%b","object":"text_completion","created":%d,"model":%b,"system_fingerprint":"fp_mock",'
+    b'"choices":[{"text":"%b","index":0,"logprobs":null,"finish_reason":"%b"}],"usage":%b}'
+)
+_COMPLETION_USAGE = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
+
+
+def _prompt_tokens(prompt: Any) -> int:
+    """Input tokens of a Completions ``prompt``: text, texts, token ids or lists of token ids."""
+    if isinstance(prompt, str):
+        return estimate_tokens(len(prompt))
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(p, str) for p in prompt):
+            return estimate_tokens(sum(len(p) for p in prompt))
+        if all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            return len(prompt)
+        if all(isinstance(p, list) and all(isinstance(t, int) for t in p) for p in prompt):
+            return max(1, sum(len(p) for p in prompt))
+    raise ErrorReply(400, "prompt must be a string, an array of strings or of token ids", param="prompt")
+
+
+async def completions(ctx: RequestContext) -> None:
+    """POST /v1/completions (the legacy text-completion API; one choice per request)."""
+    body = ctx.json()
+    model = _model(body)
+    if "prompt" not in body:
+        raise ErrorReply(400, "missing required parameter: 'prompt'", param="prompt")
+    input_tokens = _prompt_tokens(body["prompt"])
+    stream = body.get("stream") is True
+    ctx.rec.stream = stream
+    max_tokens = _max_tokens(body, "max_tokens") or COMPLETIONS_DEFAULT_MAX_TOKENS
+    plan = await ctx.plan(model, input_tokens, max_tokens)
+    n = plan.n
+    rec = ctx.rec
+    rec.output_tokens = n
+    finish = b"length" if plan.capped else b"stop"
+    usage = _COMPLETION_USAGE % (input_tokens, n, input_tokens + n)
+    salt = ctx.salt
+    cid = b"cmpl-" + rec.request_id[4:].encode()
+    created = int(time.time())
+    model_json = dumps(model)
+    if not stream:
+        text = b"".join([WORDS_JSON[word_index(salt, i)] for i in range(n)])
+        await ctx.reply_json(plan, _COMPLETION % (cid, created, model_json, text, finish, usage))
+        return
+
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    head = (
+        b'data: {"id":"%b","object":"text_completion","created":%d,"model":%b,"system_fingerprint":"fp_mock",'
+        % (
+            cid,
+            created,
+            model_json,
+        )
+    )
+    end = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+
+    def chunk(i: int) -> bytes:
+        word = WORDS_JSON[(salt + 7 * i) % NWORDS]
+        return b'%b"choices":[{"text":"%b","index":0,"logprobs":null,"finish_reason":null}]%b' % (
+            head,
+            word,
+            end,
+        )
+
+    def epilogue() -> bytes:
+        out = b'%b"choices":[{"text":"","index":0,"logprobs":null,"finish_reason":"%b"}]%b' % (
+            head,
+            finish,
+            end,
+        )
+        if include_usage:
+            out += b'%b"choices":[],"usage":%b}\n\n' % (head, usage)
+        return out + _DONE
+
+    await ctx.stream(plan, SSE_CT, b"", chunk, epilogue)
+
+
 # -- responses ---------------------------------------------------------------------------------------
 
 

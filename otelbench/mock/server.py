@@ -40,6 +40,7 @@ def build_routes() -> tuple[
     oa = openai_api.OPENAI
     routes: dict[tuple[str, str], tuple[ProtocolSpec, Route]] = {
         ("POST", "/v1/chat/completions"): (oa, openai_api.chat_completions),
+        ("POST", "/v1/completions"): (oa, openai_api.completions),
         ("POST", "/v1/responses"): (oa, openai_api.responses),
         ("POST", "/v1/embeddings"): (oa, openai_api.embeddings),
         ("GET", "/v1/models"): (oa, _models),

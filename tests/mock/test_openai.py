@@ -304,6 +304,56 @@ def test_responses_max_output_tokens_is_incomplete(client: openai.OpenAI) -> Non
     assert response.usage and response.usage.output_tokens == 16
 
 
+# -- legacy completions ----------------------------------------------------------------------------------------
+
+
+def test_completion_json_defaults_to_16_tokens(client: openai.OpenAI, mock: MockServer) -> None:
+    capped = client.completions.create(
+        model="gpt-3.5-turbo-instruct",
+        prompt="Say something about mocks, please.",
+        extra_headers=hdrs(output_tokens=40),
+    )
+    assert capped.object == "text_completion" and capped.id.startswith("cmpl-")
+    assert capped.choices[0].finish_reason == "length" and len(capped.choices[0].text.split()) == 16
+    assert capped.usage is not None and (capped.usage.prompt_tokens, capped.usage.completion_tokens) == (
+        8,
+        16,
+    )
+    whole = client.completions.create(model="gpt-3.5-turbo-instruct", prompt=[1, 2, 3], max_tokens=100)
+    assert whole.choices[0].finish_reason == "stop" and len(whole.choices[0].text.split()) == OUTPUT_TOKENS
+    assert whole.usage is not None and whole.usage.prompt_tokens == 3  # token ids count as themselves
+    record = record_for(mock, whole._request_id)
+    assert (record.protocol, record.path, record.output_tokens) == (
+        "openai",
+        "/v1/completions",
+        OUTPUT_TOKENS,
+    )
+
+
+def test_completion_stream_chunk_sequence(client: openai.OpenAI, mock: MockServer) -> None:
+    stream = client.completions.create(
+        model="gpt-3.5-turbo-instruct", prompt="hi", stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    texts = [c.choices[0].text for c in chunks[:-2]]
+    assert len(texts) == OUTPUT_TOKENS and all(texts)  # no role chunk: text from the first chunk
+    assert (chunks[-2].choices[0].text, chunks[-2].choices[0].finish_reason) == ("", "stop")
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == OUTPUT_TOKENS
+    assert {c.id for c in chunks} == {chunks[0].id} and {c.object for c in chunks} == {"text_completion"}
+    record = record_for(mock, stream.response.headers["x-request-id"])
+    assert record.stream and record.chunks == OUTPUT_TOKENS
+
+
+def test_completion_rejects_a_missing_or_malformed_prompt(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as missing:
+        client.completions.create(model="m", prompt=None)  # type: ignore[arg-type]
+    assert missing.value.param == "prompt"
+    with pytest.raises(openai.BadRequestError) as malformed:
+        client.completions.create(model="m", prompt=[{"text": "x"}])  # type: ignore[list-item]
+    assert malformed.value.param == "prompt"
+
+
 # -- embeddings, models ----------------------------------------------------------------------------------------
 
 
