@@ -108,6 +108,20 @@ def openai_raw() -> Seen:
     return seen(r, openai.types.chat.ChatCompletion, r.usage.prompt_tokens, r.usage.completion_tokens)
 
 
+def openai_completion_stream() -> Seen:
+    usage = None
+    with openai.OpenAI(base_url=f"{BASE}/v1", api_key=KEY) as client:
+        stream = client.completions.create(
+            model="compat-openai-completion-stream",
+            prompt="hello there",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            usage = chunk.usage or usage
+    return seen(stream, openai.Stream, usage.prompt_tokens, usage.completion_tokens)
+
+
 def azure_stream() -> Seen:
     # AzureOpenAI: Azure's paths, and a stream that opens with its prompt-filter chunk.
     usage = None
@@ -347,6 +361,7 @@ SCENARIOS: dict[str, Callable[[], Seen]] = {
     "openai_responses": openai_responses,
     "openai_raw": openai_raw,
     "openai_async_stream": lambda: asyncio.run(_openai_async_stream()),
+    "openai_completion_stream": openai_completion_stream,
     "azure_stream": azure_stream,
     "anthropic_create": anthropic_create,
     "anthropic_stream_helper": anthropic_stream_helper,

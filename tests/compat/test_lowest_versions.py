@@ -163,6 +163,7 @@ GENAI = [
     genai("openai_responses", OPENAI, False),
     genai("openai_raw", OPENAI, False),
     genai("openai_async_stream", OPENAI, True),
+    genai("openai_completion_stream", OPENAI, True, operation=semconv.OP_TEXT_COMPLETION),
     genai("azure_stream", semconv.PROVIDER_AZURE_AI_OPENAI, True),
     genai("anthropic_create", ANTHROPIC, False),
     genai("anthropic_stream_helper", ANTHROPIC, True),

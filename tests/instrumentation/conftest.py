@@ -111,9 +111,9 @@ def instrument_into_memory(instrumentor: Any, **kwargs: Any) -> Otel:
 
 
 @contextmanager
-def instrumented_otel(instrumentor: Any) -> Iterator[Otel]:
+def instrumented_otel(instrumentor: Any, **kwargs: Any) -> Iterator[Otel]:
     """``instrument_into_memory`` for the block; uninstrumented and shut down after it."""
-    data = instrument_into_memory(instrumentor)
+    data = instrument_into_memory(instrumentor, **kwargs)
     try:
         yield data
     finally:

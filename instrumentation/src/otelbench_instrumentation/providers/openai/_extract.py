@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.util.types import AttributeValue
@@ -112,21 +112,33 @@ def _openai_response_attrs(obj: Any) -> dict[str, AttributeValue]:
     return attrs
 
 
+def _on_choices(recorder: LLMRecorder, result: Any, text_of: Callable[[Any], Any]) -> None:
+    """A non-streamed result with ``choices`` and ``usage``; ``text_of(choice)`` is its text."""
+    choices = getattr(result, "choices", None) or []
+    recorder.set_response(
+        response_id=getattr(result, "id", None),
+        model=getattr(result, "model", None),
+        finish_reasons=[c.finish_reason for c in choices if isinstance(c.finish_reason, str)],
+        attributes=_openai_response_attrs(result),
+    )
+    _usage(recorder, getattr(result, "usage", None), responses_api=False)
+    if recorder.capture_content and choices:
+        text = text_of(choices[0])
+        if isinstance(text, str):
+            recorder.add_output_text(text)
+
+
+def _message_content(choice: Any) -> Any:
+    return getattr(getattr(choice, "message", None), "content", None)
+
+
+def _choice_text(choice: Any) -> Any:
+    return getattr(choice, "text", None)
+
+
 def on_chat_completion(recorder: LLMRecorder, completion: Any) -> None:
     """A non-streamed ``ChatCompletion``."""
-    choices = getattr(completion, "choices", None) or []
-    recorder.set_response(
-        response_id=getattr(completion, "id", None),
-        model=getattr(completion, "model", None),
-        finish_reasons=[c.finish_reason for c in choices if isinstance(c.finish_reason, str)],
-        attributes=_openai_response_attrs(completion),
-    )
-    _usage(recorder, getattr(completion, "usage", None), responses_api=False)
-    if recorder.capture_content and choices:
-        message = getattr(choices[0], "message", None)
-        content = getattr(message, "content", None)
-        if isinstance(content, str):
-            recorder.add_output_text(content)
+    _on_choices(recorder, completion, _message_content)
 
 
 def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, None, None]:
@@ -176,6 +188,34 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
             except Exception:
                 log.debug("could not read a chat completion chunk", exc_info=True)
             yield chunk
+
+
+def on_completion(recorder: LLMRecorder, completion: Any) -> None:
+    """A non-streamed legacy ``Completion`` (``completions.create``)."""
+    _on_choices(recorder, completion, _choice_text)
+
+
+def on_completion_chunk(recorder: LLMRecorder, chunk: Any) -> None:
+    """One chunk of a streamed legacy ``Completion``: text and finish reason per choice, the
+    response identity, and the usage chunk (``stream_options.include_usage``)."""
+    choices = chunk.choices
+    content_seen = finished = False
+    for choice in choices or ():
+        text = choice.text
+        if text:
+            content_seen = True
+            recorder.add_output_text(text)  # kept only when content capture is on
+        if choice.finish_reason:
+            finished = True
+            recorder.add_finish_reason(choice.finish_reason)
+    if content_seen:
+        recorder.on_chunk()
+    if not recorder.has_response and chunk.id:
+        recorder.set_response(
+            response_id=chunk.id, model=chunk.model, attributes=_openai_response_attrs(chunk)
+        )
+    if (finished or not choices) and chunk.usage is not None:
+        _usage(recorder, chunk.usage, responses_api=False)
 
 
 def on_response(recorder: LLMRecorder, response: Any) -> None:
@@ -253,6 +293,13 @@ def chat_input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
         messages.append({"role": message.get("role", "user"), "parts": parts})
     return messages
+
+
+def completion_input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A legacy Completions ``prompt`` (text or texts; token ids are not text) as user messages."""
+    prompt = kwargs.get("prompt")
+    texts = [prompt] if isinstance(prompt, str) else prompt if isinstance(prompt, list) else []
+    return [{"role": "user", "parts": [{"type": "text", "content": t}]} for t in texts if isinstance(t, str)]
 
 
 def responses_input_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -47,6 +47,13 @@ RESPONSES = Operation(
     per_chunk(_extract.on_response_event),
     _extract.responses_input_messages,
 )
+TEXT_COMPLETION = Operation(
+    semconv.OP_TEXT_COMPLETION,
+    lambda kw: _extract.request_attributes(kw, ("max_tokens",)),
+    _extract.on_completion,
+    per_chunk(_extract.on_completion_chunk),
+    _extract.completion_input_messages,
+)
 EMBEDDINGS = Operation(
     semconv.OP_EMBEDDINGS,
     _extract.embeddings_request_attributes,
@@ -230,6 +237,7 @@ def patches(telemetry: Telemetry) -> list[Patch]:
     chat = "openai.resources.chat.completions.completions"
     responses = "openai.resources.responses.responses"
     embeddings = "openai.resources.embeddings"
+    completions = "openai.resources.completions"
     base = "openai._base_client"
     table = [
         Patch(chat, "Completions.create", make_wrapper(telemetry, CHAT, False)),
@@ -240,6 +248,8 @@ def patches(telemetry: Telemetry) -> list[Patch]:
         Patch(responses, "AsyncResponses.create", make_wrapper(telemetry, RESPONSES, True)),
         Patch(responses, "Responses.parse", make_wrapper(telemetry, RESPONSES, False)),
         Patch(responses, "AsyncResponses.parse", make_wrapper(telemetry, RESPONSES, True)),
+        Patch(completions, "Completions.create", make_wrapper(telemetry, TEXT_COMPLETION, False)),
+        Patch(completions, "AsyncCompletions.create", make_wrapper(telemetry, TEXT_COMPLETION, True)),
         Patch(embeddings, "Embeddings.create", make_wrapper(telemetry, EMBEDDINGS, False)),
         Patch(embeddings, "AsyncEmbeddings.create", make_wrapper(telemetry, EMBEDDINGS, True)),
         *_RETRIES.patches(base),
