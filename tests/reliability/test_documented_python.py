@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +71,9 @@ def test_python_examples_are_found() -> None:
 
 
 @pytest.mark.parametrize(("name", "blocks"), DOCUMENTS)
-def test_documented_python_runs(name: str, blocks: list[tuple[int, str]], mock_server: MockServer) -> None:
+def test_documented_python_runs(
+    name: str, blocks: list[tuple[int, str]], mock_server: MockServer, tmp_path: Path
+) -> None:
     labelled = [
         [f"{name}, python block at line {line}", _MOCK_URL.sub(mock_server.url, src)] for line, src in blocks
     ]
@@ -85,7 +88,7 @@ def test_documented_python_runs(name: str, blocks: list[tuple[int, str]], mock_s
     proc = subprocess.run(
         [sys.executable, "-c", _RUNNER],
         input=json.dumps(labelled),
-        cwd=ROOT,
+        cwd=tmp_path,  # whatever an example writes stays out of the checkout
         env=env,
         capture_output=True,
         text=True,
