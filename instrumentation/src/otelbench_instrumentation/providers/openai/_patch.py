@@ -78,6 +78,8 @@ def _is_azure_class(cls: type) -> bool:
             found = issubclass(cls, BaseAzureClient)
         except Exception:
             found = False
+        if len(_azure_classes) >= 64:  # classes made on the fly must not pile up
+            _azure_classes.clear()
         _azure_classes[cls] = found
     return found
 
