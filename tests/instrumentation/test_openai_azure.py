@@ -158,3 +158,12 @@ def test_plain_client_on_the_v1_api_follows_the_host(otel: Otel, mock_server: Mo
 )
 def test_provider_of_client_class_and_host(client_class: type, host: str | None, expected: str) -> None:
     assert provider_of(client_class, host) == expected
+
+
+def test_the_class_lookup_stays_bounded() -> None:
+    from otelbench_instrumentation.providers.openai import _patch
+
+    made = [type(f"Client{i}", (openai.AzureOpenAI if i % 2 else openai.OpenAI,), {}) for i in range(200)]
+    answers = [provider_of(cls, None) for cls in made]
+    assert answers == [AZURE if i % 2 else semconv.PROVIDER_OPENAI for i in range(200)]
+    assert len(_patch._azure_classes) <= 64
