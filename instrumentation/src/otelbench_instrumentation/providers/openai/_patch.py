@@ -146,14 +146,23 @@ def _result_types() -> tuple[Any, Any, Any, tuple[Any, ...]]:
     return Stream, AsyncStream, LegacyAPIResponse, (LegacyAPIResponse, APIResponse, AsyncAPIResponse)
 
 
+def _stream_proxy(result: Any, recorder: LLMRecorder, op: Operation) -> Any | None:
+    """Our proxy of ``result`` if it is an SDK stream; else None."""
+    stream, async_stream, _, _ = _result_types()
+    if isinstance(result, stream):
+        return SyncStreamProxy(result, recorder, op.stream_reader)
+    if isinstance(result, async_stream):
+        return AsyncStreamProxy(result, recorder, op.stream_reader)
+    return None
+
+
 def _on_result(recorder: LLMRecorder, op: Operation, result: Any) -> Any:
     """Return what the caller gets: the SDK result itself or a transparent proxy of it."""
     try:
-        stream, async_stream, legacy, raw = _result_types()
-        if isinstance(result, stream):
-            return SyncStreamProxy(result, recorder, op.stream_reader)
-        if isinstance(result, async_stream):
-            return AsyncStreamProxy(result, recorder, op.stream_reader)
+        proxy = _stream_proxy(result, recorder, op)
+        if proxy is not None:
+            return proxy
+        _, _, legacy, raw = _result_types()
         if isinstance(result, legacy) and not recorder.streaming:
             # The body is already read; parse() caches, so the caller's own parse() is free.
             op.on_result(recorder, result.parse())
@@ -213,13 +222,10 @@ class RawResponseProxy(_stainless.RawResponseProxy):
         self._self_op = op
 
     def _read(self, parsed: Any) -> Any:
-        from openai import AsyncStream, Stream
-
-        if isinstance(parsed, Stream | AsyncStream):
-            proxy_cls = SyncStreamProxy if isinstance(parsed, Stream) else AsyncStreamProxy
-            return proxy_cls(parsed, self._self_recorder, self._self_op.stream_reader)
-        self._self_op.on_result(self._self_recorder, parsed)
-        return None
+        proxy = _stream_proxy(parsed, self._self_recorder, self._self_op)
+        if proxy is None:
+            self._self_op.on_result(self._self_recorder, parsed)
+        return proxy
 
 
 def _attempt_outcome(response: Any) -> tuple[int | None, str | None]:
