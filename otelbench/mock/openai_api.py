@@ -86,6 +86,14 @@ def _max_tokens(body: dict[str, Any], *names: str) -> int | None:
     return None
 
 
+def _chunk_end(body: dict[str, Any]) -> tuple[bool, bytes]:
+    """Whether a stream ends with a usage chunk (``stream_options.include_usage``), and the end of
+    every other chunk then (``"usage":null`` in each, as OpenAI sends)."""
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return include_usage, b',"usage":null}\n\n' if include_usage else b"}\n\n"
+
+
 def _is_reasoning(model: str) -> bool:
     return _REASONING_MODEL.search(model) is not None
 
@@ -246,8 +254,7 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
         await ctx.reply_json(plan, template % (cid, created, model_json, message, finish.encode(), usage))
         return
 
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    include_usage, end = _chunk_end(body)
     head = b'data: {"id":"%b","object":"chat.completion.chunk","created":%d,"model":%b,' % (
         cid,
         created,
@@ -262,7 +269,6 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
     else:
         head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
         filtered = b""
-    end = b',"usage":null}\n\n' if include_usage else b"}\n\n"
     tail = b',"logprobs":null,"finish_reason":null%b}]%b' % (filtered, end)
     preamble = (
         head
@@ -297,7 +303,7 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
         out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())
         if async_filter:
             out = (_AZURE_ANNOTATION_CHUNK % n) + out
-        out += b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        out += end
         if include_usage:
             out += head.split(b'"choices"')[0] + b'"choices":[],"usage":' + usage + b"}\n\n"
         return out + _DONE
@@ -355,8 +361,7 @@ async def completions(ctx: RequestContext) -> None:
         await ctx.reply_json(plan, _COMPLETION % (cid, created, model_json, text, finish, usage))
         return
 
-    options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    include_usage, end = _chunk_end(body)
     head = (
         b'data: {"id":"%b","object":"text_completion","created":%d,"model":%b,"system_fingerprint":"fp_mock",'
         % (
@@ -365,7 +370,6 @@ async def completions(ctx: RequestContext) -> None:
             model_json,
         )
     )
-    end = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
     def chunk(i: int) -> bytes:
         word = WORDS_JSON[(salt + 7 * i) % NWORDS]
