@@ -11,6 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 _BLOCK = re.compile(r"^```(?:bash|console)\n(.*?)^```", re.S | re.M)
 _PYTHON = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+# The local addresses the docs show a mock at (8000, 8765, 8931 ...).
+_LOCAL_URL = re.compile(r"http://127\.0\.0\.1:\d+")
 # Variables a developer's shell may hold that would change what a command does.
 _SCRUBBED = re.compile(r"^(OTEL_|OPENAI_|ANTHROPIC_|AZURE_OPENAI_|OLLAMA_|AWS_)")
 
@@ -57,6 +59,11 @@ def _complete(command: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def at_mock(text: str, url: str) -> str:
+    """``text`` with every local address it shows replaced by the running mock's ``url``."""
+    return _LOCAL_URL.sub(url, text)
 
 
 def as_run_here(command: str) -> str:

@@ -15,9 +15,7 @@ import pytest
 
 from otelbench.mock import MockServer
 
-from ..docs import ROOT, as_run_here, shell_blocks, shell_env, transcript
-
-_MOCK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
+from ..docs import ROOT, as_run_here, at_mock, shell_blocks, shell_env, transcript
 
 
 def _documented() -> list[Any]:
@@ -44,7 +42,7 @@ def test_the_docs_show_zero_code_commands_for_every_example() -> None:
 
 @pytest.mark.parametrize("command", DOCUMENTED)
 def test_documented_zero_code_command_exports_telemetry(command: str, mock_server: MockServer) -> None:
-    script = as_run_here(_MOCK_URL.sub(mock_server.url, command))
+    script = as_run_here(at_mock(command, mock_server.url))
     proc = subprocess.run(
         ["bash", "-c", script], cwd=ROOT, env=shell_env(), capture_output=True, text=True, timeout=120
     )

@@ -20,9 +20,8 @@ import pytest
 
 from otelbench.mock import MockServer
 
-from ..docs import ROOT, python_blocks, shell_env
+from ..docs import ROOT, at_mock, python_blocks, shell_env
 
-_MOCK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
 _EXCERPT = re.compile(r"#\s*\S+\.py\b")
 _RUNNER = """
 import json, sys
@@ -75,7 +74,7 @@ def test_documented_python_runs(
     name: str, blocks: list[tuple[int, str]], mock_server: MockServer, tmp_path: Path
 ) -> None:
     labelled = [
-        [f"{name}, python block at line {line}", _MOCK_URL.sub(mock_server.url, src)] for line, src in blocks
+        [f"{name}, python block at line {line}", at_mock(src, mock_server.url)] for line, src in blocks
     ]
     env = {
         **shell_env(),
