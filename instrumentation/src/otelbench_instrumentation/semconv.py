@@ -61,6 +61,17 @@ PROVIDER_ANTHROPIC: Final = "anthropic"
 PROVIDER_OLLAMA: Final = "ollama"
 # The openai SDK's AzureOpenAI clients, and the plain client pointed at an Azure OpenAI resource.
 PROVIDER_AZURE_AI_OPENAI: Final = "azure.ai.openai"
+# The anthropic SDK's Bedrock and Vertex clients, and BedrockInstrumentor (boto3 bedrock-runtime).
+PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
+PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
+# Providers the conventions name whose OpenAI-compatible APIs the openai SDK reaches (by host).
+PROVIDER_GCP_GEMINI: Final = "gcp.gemini"
+PROVIDER_DEEPSEEK: Final = "deepseek"
+PROVIDER_GROQ: Final = "groq"
+PROVIDER_X_AI: Final = "x_ai"
+PROVIDER_MISTRAL_AI: Final = "mistral_ai"
+PROVIDER_PERPLEXITY: Final = "perplexity"
+PROVIDER_COHERE: Final = "cohere"
 
 TOKEN_TYPE_INPUT: Final = "input"
 TOKEN_TYPE_OUTPUT: Final = "output"
@@ -162,10 +173,6 @@ OLLAMA_RESPONSE_PROMPT_EVAL_RATE: Final = "ollama.response.prompt_eval_rate"
 OLLAMA_RESPONSE_EVAL_RATE: Final = "ollama.response.eval_rate"
 
 # --- Anthropic ------------------------------------------------------------------------------
-# gen_ai.provider.name of the SDK's Bedrock and Vertex clients, as the conventions spell them;
-# aws.bedrock is also what BedrockInstrumentor (boto3 bedrock-runtime) reports.
-PROVIDER_AWS_BEDROCK: Final = "aws.bedrock"
-PROVIDER_GCP_VERTEX_AI: Final = "gcp.vertex_ai"
 # "true": where a client's own SDK tracing is on, its span is the GenAI span and we add only
 # metrics (docs/anthropic.md). Default: our span, with the SDK's span for that call suppressed.
 ENV_ANTHROPIC_PREFER_SDK_SPANS: Final = "OTELBENCH_ANTHROPIC_PREFER_SDK_SPANS"

@@ -9,7 +9,9 @@ Covers ``chat.completions.create``/``parse``/``stream``, ``responses.create``/``
 the legacy ``completions.create`` (``text_completion``) and ``embeddings.create`` on ``OpenAI`` and
 ``AsyncOpenAI`` (and their ``with_raw_response`` / ``with_streaming_response`` variants, each
 counted once). ``AzureOpenAI`` clients, and the plain client at an Azure resource's host, report
-``gen_ai.provider.name`` ``azure.ai.openai``. Each SDK-internal retry is a span event
+``gen_ai.provider.name`` ``azure.ai.openai``; the plain client at another provider's
+OpenAI-compatible API (``api.deepseek.com``, ``api.groq.com``, ...) reports that provider
+(``provider_for_host``). Each SDK-internal retry is a span event
 ``otelbench.attempt``. Token usage of a stream needs
 ``stream_options={"include_usage": True}``; we never add it ourselves because it changes the
 chunks the application receives.

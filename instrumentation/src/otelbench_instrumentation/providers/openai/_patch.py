@@ -63,8 +63,26 @@ EMBEDDINGS = Operation(
 
 
 _server_of = remembered(http_server)
-# Azure OpenAI resources (the v1 API is reached with the plain client at {resource}/openai/v1).
-_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com")
+# The OpenAI-compatible APIs of providers the conventions name, by host: the plain client at
+# these is that provider, not OpenAI. Anything else (api.openai.com, vLLM, a gateway) is openai.
+_PROVIDER_HOSTS = {
+    "api.deepseek.com": semconv.PROVIDER_DEEPSEEK,
+    "api.groq.com": semconv.PROVIDER_GROQ,
+    "api.x.ai": semconv.PROVIDER_X_AI,
+    "api.mistral.ai": semconv.PROVIDER_MISTRAL_AI,
+    "api.perplexity.ai": semconv.PROVIDER_PERPLEXITY,
+    "api.cohere.ai": semconv.PROVIDER_COHERE,
+    "api.cohere.com": semconv.PROVIDER_COHERE,
+    "generativelanguage.googleapis.com": semconv.PROVIDER_GCP_GEMINI,
+    "aiplatform.googleapis.com": semconv.PROVIDER_GCP_VERTEX_AI,
+}
+# Hosts named per resource or region: an Azure OpenAI resource (its v1 API is the plain client
+# at {resource}/openai/v1) and Vertex AI's regional endpoints ({region}-aiplatform...).
+_PROVIDER_HOST_SUFFIXES = (
+    (".openai.azure.com", semconv.PROVIDER_AZURE_AI_OPENAI),
+    (".cognitiveservices.azure.com", semconv.PROVIDER_AZURE_AI_OPENAI),
+    ("-aiplatform.googleapis.com", semconv.PROVIDER_GCP_VERTEX_AI),
+)
 _azure_classes: dict[type, bool] = {}
 
 
@@ -84,10 +102,18 @@ def _is_azure_class(cls: type) -> bool:
     return found
 
 
+@functools.lru_cache(maxsize=64)
 def provider_for_host(host: str | None) -> str:
     """``gen_ai.provider.name`` of the plain client's calls to ``host``."""
-    if host is not None and host.endswith(_AZURE_HOSTS):
-        return semconv.PROVIDER_AZURE_AI_OPENAI
+    if not host:
+        return semconv.PROVIDER_OPENAI
+    host = host.lower().rstrip(".")
+    found = _PROVIDER_HOSTS.get(host)
+    if found is not None:
+        return found
+    for suffix, provider in _PROVIDER_HOST_SUFFIXES:
+        if host.endswith(suffix):
+            return provider
     return semconv.PROVIDER_OPENAI
 
 
