@@ -51,7 +51,7 @@ def _check(ctx: RequestContext, dated: bool) -> None:
 async def _serve(ctx: RequestContext, op: str, deployment: str | None, dated: bool) -> None:
     _check(ctx, dated)
     if op == "chat":
-        await openai_api.chat_completions(ctx, deployment=deployment, azure=True)
+        await openai_api.chat_completions(ctx, deployment=deployment, dialect="azure")
     elif op == "embeddings":
         await openai_api.embeddings(ctx, deployment=deployment)
     else:

@@ -169,6 +169,8 @@ _CHAT_USAGE = (
     b'"completion_tokens_details":{"reasoning_tokens":%d,"audio_tokens":0,'
     b'"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}'
 )
+# Usage without details: the legacy Completions API's, and Mistral's.
+_COMPLETION_USAGE = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
 _CHAT_TEXT_MESSAGE = b'{"role":"assistant","content":"%b","refusal":null,"annotations":[]}'
 _CHAT_TOOL_MESSAGE = b'{"role":"assistant","content":null,"refusal":null,"annotations":[],"tool_calls":%b}'
 _CHAT_COMPLETION = (
@@ -205,8 +207,13 @@ _AZURE_COMPLETION = (
 )
 
 
-async def chat_completions(ctx: RequestContext, deployment: str | None = None, azure: bool = False) -> None:
-    """POST /v1/chat/completions; Azure's shape when ``azure``, its model the ``deployment``'s."""
+async def chat_completions(
+    ctx: RequestContext, deployment: str | None = None, dialect: str = "openai"
+) -> None:
+    """POST /v1/chat/completions in OpenAI's shape, or in ``dialect`` "azure" (its model the
+    ``deployment``'s) or "mistral" (usage in the finish chunk)."""
+    azure = dialect == "azure"
+    mistral = dialect == "mistral"
     body = ctx.json()
     model = deployment or _model(body)
     messages = body.get("messages")
@@ -235,7 +242,10 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
     rec.reasoning_tokens = reasoning
     rec.cache_read_tokens = cached
     finish = "length" if plan.capped else ("tool_calls" if tool else "stop")
-    usage = _CHAT_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning, cached, reasoning)
+    if mistral:
+        usage = _COMPLETION_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning)
+    else:
+        usage = _CHAT_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning, cached, reasoning)
     salt = ctx.salt
     cid = b"chatcmpl-" + rec.request_id[4:].encode()
     created = int(time.time())
@@ -263,12 +273,15 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
     # Azure's asynchronous filter (opted into per request here) annotates the text after it
     # streamed, in chunks with an empty id and model and a choice without a delta.
     async_filter = azure and ctx.req.headers.get("x-mock-content-filter") == "async"
+    filtered = b""
     if azure:
         head += b'"system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
-        filtered = b"" if async_filter else b',"content_filter_results":' + AZURE_FILTER
+        if not async_filter:
+            filtered = b',"content_filter_results":' + AZURE_FILTER
+    elif mistral:
+        head += b'"choices":[{"index":0,"delta":'
     else:
         head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
-        filtered = b""
     tail = b',"logprobs":null,"finish_reason":null%b}]%b' % (filtered, end)
     preamble = (
         head
@@ -303,7 +316,7 @@ async def chat_completions(ctx: RequestContext, deployment: str | None = None, a
         out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())
         if async_filter:
             out = (_AZURE_ANNOTATION_CHUNK % n) + out
-        out += end
+        out += b',"usage":%b}\n\n' % usage if mistral else end
         if include_usage:
             out += head.split(b'"choices"')[0] + b'"choices":[],"usage":' + usage + b"}\n\n"
         return out + _DONE
@@ -319,7 +332,6 @@ _COMPLETION = (
     b'{"id":"%b","object":"text_completion","created":%d,"model":%b,"system_fingerprint":"fp_mock",'
     b'"choices":[{"text":"%b","index":0,"logprobs":null,"finish_reason":"%b"}],"usage":%b}'
 )
-_COMPLETION_USAGE = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
 
 
 def _prompt_tokens(prompt: Any) -> int:

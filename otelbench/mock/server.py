@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import rxtime
-from . import anthropic_api, azure_api, bedrock_api, ollama_api, openai_api
+from . import anthropic_api, azure_api, bedrock_api, mistral_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
 from .http import ConnectionSet, HttpConnection, new_event_loop
 from .model import Fault, MockConfig, RequestRecord
@@ -44,6 +44,7 @@ def build_routes() -> tuple[
         ("POST", "/v1/responses"): (oa, openai_api.responses),
         ("POST", "/v1/embeddings"): (oa, openai_api.embeddings),
         ("GET", "/v1/models"): (oa, _models),
+        ("POST", "/mistral/v1/chat/completions"): (mistral_api.MISTRAL, mistral_api.chat_completions),
     }
     routes.update(anthropic_api.routes())
     routes.update(ollama_api.routes())
@@ -52,6 +53,7 @@ def build_routes() -> tuple[
         ("/api/", ollama_api.OLLAMA),
         ("/model/", bedrock_api.BEDROCK),
         ("/openai/", azure_api.AZURE),
+        ("/mistral/", mistral_api.MISTRAL),
         ("", oa),
     ]
     return routes, fallbacks
@@ -330,6 +332,11 @@ class MockServer:
     def openai_base_url(self) -> str:
         """`base_url` for `openai.OpenAI`."""
         return self.url + "/v1"
+
+    @property
+    def mistral_base_url(self) -> str:
+        """`base_url` for `openai.OpenAI` as a client of Mistral's API (its strict request schema)."""
+        return self.url + "/mistral/v1"
 
     @property
     def anthropic_base_url(self) -> str:

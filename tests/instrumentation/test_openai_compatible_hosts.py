@@ -24,14 +24,16 @@ MESSAGES: Any = [{"role": "user", "content": "hello"}]
 
 
 class ToMock(httpx.BaseTransport):
-    """Sends every request to ``mock_url``, whatever host its URL names."""
+    """Sends every request to ``mock_url`` (its path prefixed), whatever host its URL names."""
 
     def __init__(self, mock_url: str) -> None:
         self.inner = httpx.HTTPTransport()
         self.mock = httpx.URL(mock_url)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.url = request.url.copy_with(scheme=self.mock.scheme, host=self.mock.host, port=self.mock.port)
+        m = self.mock
+        path = m.path.rstrip("/") + request.url.path
+        request.url = request.url.copy_with(scheme=m.scheme, host=m.host, port=m.port, path=path)
         return self.inner.handle_request(request)
 
     def close(self) -> None:
@@ -42,6 +44,14 @@ class ToMock(httpx.BaseTransport):
 def deepseek(mock_server: MockServer) -> Iterator[openai.OpenAI]:
     http = httpx.Client(transport=ToMock(mock_server.url))
     with openai.OpenAI(base_url="https://api.deepseek.com/v1", api_key="sk-test", http_client=http) as c:
+        yield c
+
+
+@pytest.fixture
+def mistral(mock_server: MockServer) -> Iterator[openai.OpenAI]:
+    # The mock's Mistral API (strict schema, usage in the finish chunk) at Mistral's own URL.
+    http = httpx.Client(transport=ToMock(f"{mock_server.url}/mistral"))
+    with openai.OpenAI(base_url="https://api.mistral.ai/v1", api_key="test", http_client=http) as c:
         yield c
 
 
@@ -100,3 +110,20 @@ def test_a_stream_from_deepseek_reports_deepseek(otel: Otel, deepseek: openai.Op
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == chunks[-1].usage.completion_tokens  # type: ignore[union-attr]
     ttft = otel.points(semconv.METRIC_TIME_TO_FIRST_CHUNK)
     assert [p.attributes[semconv.GEN_AI_PROVIDER_NAME] for p in ttft] == [semconv.PROVIDER_DEEPSEEK]
+
+
+def test_a_mistral_stream_reports_the_usage_it_sends_unasked(otel: Otel, mistral: openai.OpenAI) -> None:
+    # Mistral refuses stream_options; its usage rides on the chunk with the finish reason.
+    chunks = list(
+        mistral.chat.completions.create(model="mistral-small-latest", messages=MESSAGES, stream=True)
+    )
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices[0].finish_reason == "stop"
+    a = only_span(otel).attributes or {}
+    assert a[semconv.GEN_AI_PROVIDER_NAME] == semconv.PROVIDER_MISTRAL_AI
+    assert a[semconv.SERVER_ADDRESS] == "api.mistral.ai"
+    assert a[semconv.GEN_AI_USAGE_INPUT_TOKENS] == usage.prompt_tokens
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == usage.completion_tokens
+    assert a[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
+    tokens = otel.points(semconv.METRIC_TOKEN_USAGE)
+    assert sorted(p.sum for p in tokens) == sorted([usage.prompt_tokens, usage.completion_tokens])
