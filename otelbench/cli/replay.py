@@ -95,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="append",
         default=[],
         metavar="SCHEME:MODEL[@URL]",
-        help="openai:MODEL, anthropic:MODEL, bedrock:MODEL-ID, azure:DEPLOYMENT, ollama:MODEL, optionally "
-        "@http(s)://URL or @mock "
+        help="openai:MODEL, anthropic:MODEL, bedrock:MODEL-ID, azure:DEPLOYMENT, ollama:MODEL, or an "
+        "OpenAI-compatible deepseek:, groq:, xai:, mistral:, gemini:MODEL; optionally @http(s)://URL or @mock "
         "(repeatable; default: openai:mock-fast, anthropic:mock-balanced, bedrock:mock-steady, ollama:mock-slow "
         "on the embedded mock)",
     )
@@ -322,8 +322,8 @@ def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:
     for target in targets:
         if target.scheme not in LEAN_SCHEMES:
             raise UsageError(
-                f"--target {target.id}: --client http speaks openai, azure, anthropic and ollama, "
-                "not bedrock (SigV4-signed; use --client sdk)"
+                f"--target {target.id}: --client http speaks every scheme but bedrock "
+                "(SigV4-signed; use --client sdk)"
             )
     # The SDKs go through HTTP(S)_PROXY; the lean client connects directly: say so, once.
     import urllib.request

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from otelbench.datasets import Prompt
 
 from .options import Options, options_for
-from .targets import OPENAI_DEFAULT_URL, Target, aws_region
+from .targets import COMPATIBLE, OPENAI_DEFAULT_URL, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
 DEFAULT_MAX_TOKENS = 1024
@@ -112,7 +112,7 @@ class ClientOptions:
 
 
 #: The targets ``--client http`` speaks (Bedrock's requests are SigV4-signed: SDK only).
-LEAN_SCHEMES = frozenset({"openai", "azure", "anthropic", "ollama"})
+LEAN_SCHEMES = frozenset({"openai", "azure", "anthropic", "ollama", *COMPATIBLE})
 
 
 def make_adapter(
@@ -126,10 +126,10 @@ def make_adapter(
         if target.scheme not in LEAN_ADAPTERS:
             raise ValueError(f"the http client does not speak {target.scheme}")
         return LEAN_ADAPTERS[target.scheme](target, options, tracer_provider, meter_provider)
-    if target.scheme == "openai":
-        return OpenAIAdapter(target, options)
     if target.scheme == "azure":
         return AzureOpenAIAdapter(target, options)
+    if target.sdk == "openai":
+        return OpenAIAdapter(target, options)
     if target.scheme == "anthropic":
         return AnthropicAdapter(target, options)
     if target.scheme == "bedrock":
@@ -294,10 +294,12 @@ class OpenAIAdapter:
         # OpenAI's own API (and Azure's) wants max_completion_tokens (reasoning models reject
         # max_tokens); OpenAI-compatible servers widely understand only max_tokens.
         official = target.scheme == "azure" or (
-            target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL
+            target.scheme == "openai"
+            and (target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL)
         )
         self.max_key = "max_completion_tokens" if official else "max_tokens"
-        self.extra = options_for("openai", options.request)
+        self.extra = options_for(target.scheme, options.request)
+        self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
 
     @staticmethod
     def _client(openai: Any, target: Target, options: ClientOptions, http_client: Any) -> Any:
@@ -317,7 +319,7 @@ class OpenAIAdapter:
         if not self.stream:
             observe_openai_completion(obs, await completions.create(**kwargs))
             return
-        stream = await completions.create(**kwargs, stream=True, stream_options={"include_usage": True})
+        stream = await completions.create(**kwargs, stream=True, **self.usage_option)
         try:
             async for chunk in stream:
                 observe_openai_chunk(obs, chunk)

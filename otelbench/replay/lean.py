@@ -51,7 +51,7 @@ from .adapters import (
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
 from .options import options_for
-from .targets import DEFAULT_AZURE_API_VERSION, OPENAI_DEFAULT_URL, Target
+from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, OPENAI_DEFAULT_URL, Target
 from .telemetry import CHUNK_TIMING
 
 #: The Messages API version sent to Anthropic (the SDKs send the same).
@@ -262,8 +262,9 @@ class OpenAILean(LeanAdapter):
 
     def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
         super().__init__(target, options, *providers)
-        official = self.endpoint == Endpoint.parse(OPENAI_DEFAULT_URL)
+        official = target.scheme == "openai" and self.endpoint == Endpoint.parse(OPENAI_DEFAULT_URL)
         self.max_key = "max_completion_tokens" if official else "max_tokens"
+        self.asks_stream_usage = target.asks_stream_usage
 
     def headers(self, target: Target) -> dict[str, str]:
         """See :class:`LeanAdapter`."""
@@ -272,7 +273,7 @@ class OpenAILean(LeanAdapter):
     def body(self, prompt: Prompt) -> dict[str, Any]:
         """See :class:`LeanAdapter`."""
         body = openai_request(prompt, self.model, self.max_key, self.extra)
-        if self.stream:
+        if self.stream and self.asks_stream_usage:
             body["stream_options"] = {"include_usage": True}
         return body
 
@@ -436,4 +437,5 @@ LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
     "azure": AzureLean,
     "anthropic": AnthropicLean,
     "ollama": OllamaLean,
+    **dict.fromkeys(COMPATIBLE, OpenAILean),
 }

@@ -12,6 +12,9 @@ One table, read by the CLI to validate ``--sweep KEY=...`` and by the adapters t
     num_ctx, num_gpu,   options.<key>          -                           -
     num_thread, ...
 
+Azure and the OpenAI-compatible schemes (deepseek, groq, xai, gemini, mistral) take openai's
+keys, except that Mistral's schema refuses ``seed`` (its own is ``random_seed``).
+
 ``max_tokens`` is not in the table: it sets every prompt's output limit (``--max-tokens``),
 which each adapter already maps (``num_predict``, ``max_tokens`` / ``max_completion_tokens``).
 A key that an SDK has no parameter for is not sent to that SDK's targets.
@@ -44,10 +47,16 @@ OPTION_TYPES: dict[str, type] = {
 }
 
 #: Which options each SDK takes as a request parameter (Ollama takes them all, in ``options``).
+_OPENAI_KEYS = frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"})
 SDK_OPTIONS: dict[str, frozenset[str]] = {
     "ollama": frozenset(OPTION_TYPES),
-    "openai": frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
-    "azure": frozenset({"temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"}),
+    "openai": _OPENAI_KEYS,
+    "azure": _OPENAI_KEYS,
+    "deepseek": _OPENAI_KEYS,
+    "groq": _OPENAI_KEYS,
+    "xai": _OPENAI_KEYS,
+    "gemini": _OPENAI_KEYS,
+    "mistral": _OPENAI_KEYS - {"seed"},
     "anthropic": frozenset({"temperature", "top_p", "top_k"}),
     "bedrock": frozenset({"temperature", "top_p"}),
 }

@@ -632,7 +632,7 @@ def _footer(outcome: ReplayOutcome) -> str:
             else f"{outcome.workers} instances (one per worker)"
         )
         text += f"\nOTLP export to {outcome.config.otlp_endpoint} as job={service} {who}: {outcome.export.describe()}."
-    missing = sorted({r.target.scheme for r in outcome.runs} - set(outcome.instrumented))
+    missing = sorted({r.target.sdk for r in outcome.runs} - set(outcome.instrumented))
     if missing:
         text += f"\nNo instrumentation active for: {', '.join(missing)} (their metric columns are empty)."
     return text

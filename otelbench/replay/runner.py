@@ -645,7 +645,7 @@ def _all_failed(target: Target, requests: list[RawRequest], what: str) -> Provid
 def ground_truth(run: TargetRun, records: list[RequestRecord]) -> GroundTruth:
     """Pair the target's requests with the mock's records (by order) and split its TTFT."""
     mine = sorted(
-        (r for r in records if r.model == run.target.model and r.protocol == run.target.scheme),
+        (r for r in records if r.model == run.target.model and r.protocol == run.target.mock_protocol),
         key=lambda r: r.arrival_ns,
     )
     sent = sorted((r for r in run.requests if r.sent_ns), key=lambda r: r.sent_ns)

@@ -15,6 +15,11 @@
                                                resource's https://NAME.openai.azure.com), key from
                                                AZURE_OPENAI_API_KEY, API version from
                                                OPENAI_API_VERSION (default 2024-10-21)
+    deepseek:deepseek-chat                     another provider's OpenAI-compatible API through
+    groq:llama-3.3-70b-versatile               the openai SDK, at its public URL with its own key
+    xai:grok-3-mini                            (COMPATIBLE below): DEEPSEEK_API_KEY, GROQ_API_KEY,
+    mistral:mistral-small-latest               XAI_API_KEY, MISTRAL_API_KEY, GEMINI_API_KEY (or
+    gemini:gemini-2.5-flash                    GOOGLE_API_KEY)
     anthropic:mock-x@mock                      the embedded mock, through that SDK
 
 ``MODEL`` may contain colons (Ollama tags); everything after the first ``@`` that starts a URL
@@ -33,14 +38,46 @@ from otelbench.errors import UsageError
 from otelbench_instrumentation import semconv
 from otelbench_instrumentation.providers.openai import provider_for_host
 
-SCHEMES = ("openai", "anthropic", "ollama", "bedrock", "azure")
+
+@dataclass(frozen=True)
+class Compatible:
+    """Another provider's OpenAI-compatible API, reached through the ``openai`` SDK."""
+
+    url: str
+    #: Where its key is read from, first set wins.
+    key_env: tuple[str, ...]
+    #: Whether it takes ``stream_options.include_usage`` (Mistral's schema refuses the field and
+    #: sends a stream's usage unasked).
+    stream_options: bool = True
+    #: Where the embedded mock serves this API, and the protocol the mock's records name.
+    mock_path: str = "/v1"
+    mock_protocol: str = "openai"
+
+
+#: The OpenAI-compatible APIs a ``SCHEME:MODEL`` target names without a URL or a shared key.
+COMPATIBLE = {
+    "deepseek": Compatible("https://api.deepseek.com", ("DEEPSEEK_API_KEY",)),
+    "groq": Compatible("https://api.groq.com/openai/v1", ("GROQ_API_KEY",)),
+    "xai": Compatible("https://api.x.ai/v1", ("XAI_API_KEY",)),
+    "mistral": Compatible(
+        "https://api.mistral.ai/v1",
+        ("MISTRAL_API_KEY",),
+        stream_options=False,
+        mock_path="/mistral/v1",
+        mock_protocol="mistral",
+    ),
+    "gemini": Compatible(
+        "https://generativelanguage.googleapis.com/v1beta/openai", ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    ),
+}
+SCHEMES = ("openai", "anthropic", "ollama", "bedrock", "azure", *COMPATIBLE)
 MOCK = "mock"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 #: gen_ai.provider.name of each scheme, where the conventions spell it differently.
-_PROVIDER_NAMES = {"bedrock": "aws.bedrock", "azure": semconv.PROVIDER_AZURE_AI_OPENAI}
+_PROVIDER_NAMES = {"bedrock": semconv.PROVIDER_AWS_BEDROCK, "azure": semconv.PROVIDER_AZURE_AI_OPENAI}
 #: The Azure OpenAI API version sent when OPENAI_API_VERSION names none (the latest GA one).
 DEFAULT_AZURE_API_VERSION = "2024-10-21"
 DEFAULT_AWS_REGION = "us-east-1"
@@ -75,12 +112,29 @@ class Target:
         return self.base_url == MOCK or self.mock_resolved
 
     @property
+    def sdk(self) -> str:
+        """The SDK (and instrumentor) the target's requests go through."""
+        return "openai" if self.scheme == "azure" or self.scheme in COMPATIBLE else self.scheme
+
+    @property
     def provider(self) -> str:
         """The ``gen_ai.provider.name`` the instrumentation reports for this target."""
-        if self.scheme == "openai":
-            # The instrumentation's own rule: an Azure resource's v1 API is azure.ai.openai.
+        if self.scheme == "openai" or self.scheme in COMPATIBLE:
+            # The instrumentation's own rule, by host: api.groq.com is groq, the mock is openai.
             return provider_for_host(self.host_port[0])
         return _PROVIDER_NAMES.get(self.scheme, self.scheme)
+
+    @property
+    def mock_protocol(self) -> str:
+        """The protocol the embedded mock's records name for this target's requests."""
+        api = COMPATIBLE.get(self.scheme)
+        return self.scheme if api is None else api.mock_protocol
+
+    @property
+    def asks_stream_usage(self) -> bool:
+        """Whether a stream request carries ``stream_options.include_usage`` (OpenAI protocol)."""
+        api = COMPATIBLE.get(self.scheme)
+        return api is None or api.stream_options
 
     @property
     def id(self) -> str:
@@ -93,6 +147,8 @@ class Target:
     def endpoint(self) -> str:
         """The URL requests go to, without credentials (for messages and result files)."""
         if self.base_url is None:
+            if self.scheme in COMPATIBLE:
+                return COMPATIBLE[self.scheme].url
             return {"openai": OPENAI_DEFAULT_URL, "anthropic": ANTHROPIC_DEFAULT_URL}.get(
                 self.scheme, DEFAULT_OLLAMA_HOST
             )
@@ -113,7 +169,8 @@ class Target:
 
     def with_mock(self, url: str) -> Target:
         """This target pointed at the running embedded mock at ``url``."""
-        base = {"openai": f"{url}/v1"}.get(self.scheme, url)
+        api = COMPATIBLE.get(self.scheme)
+        base = f"{url}{api.mock_path}" if api is not None else {"openai": f"{url}/v1"}.get(self.scheme, url)
         return replace(self, base_url=base, api_key="mock-key", mock_resolved=True)
 
 
@@ -185,6 +242,14 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
                 f"--target {spec}: neither AZURE_OPENAI_API_KEY nor AZURE_OPENAI_AD_TOKEN is set"
             )
         return Target(scheme, model, url, key or None, explicit, api_version=api_version)
+    api = COMPATIBLE.get(scheme)
+    if api is not None:
+        key = next((env[var] for var in api.key_env if env.get(var)), None)
+        if not key:
+            if url is None:
+                raise UsageError(f"--target {spec}: {' or '.join(api.key_env)} is not set")
+            key = PLACEHOLDER_KEY  # a self-hosted gateway may need none
+        return Target(scheme, model, url or api.url, key, explicit)
     key_var = _KEY_ENV[scheme]
     key = env.get(key_var)
     if not key:

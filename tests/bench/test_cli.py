@@ -35,6 +35,12 @@ def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         "AZURE_OPENAI_API_KEY",
         "AZURE_OPENAI_AD_TOKEN",
         "OPENAI_API_VERSION",
+        "DEEPSEEK_API_KEY",
+        "GROQ_API_KEY",
+        "XAI_API_KEY",
+        "MISTRAL_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
     ):
         monkeypatch.delenv(var, raising=False)
 
@@ -58,7 +64,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--target", "anthropic:claude-3-5-haiku-latest"], "ANTHROPIC_API_KEY"),
         (["--target", "azure:my-deployment"], "AZURE_OPENAI_ENDPOINT"),
         (["--target", "azure:my-deployment@https://res.openai.azure.com"], "AZURE_OPENAI_API_KEY"),
-        (["--client", "http", "--target", "bedrock:mock-steady@mock"], "not bedrock (SigV4-signed"),
+        (["--client", "http", "--target", "bedrock:mock-steady@mock"], "but bedrock (SigV4-signed"),
         (["--target", "openai:m@ftp://host/v1"], "ftp://host/v1"),
         (["--target", "openai:m@mock", "--target", "openai:m@mock"], "given twice"),
         (["--dataset", "/nonexistent/prompts.jsonl"], "/nonexistent/prompts.jsonl"),
@@ -159,6 +165,7 @@ def test_keys_never_reach_output(
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET + "-ant")
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", SECRET + "-azure")
+    monkeypatch.setenv("MISTRAL_API_KEY", SECRET + "-mistral")
     out_dir = tmp_path / "out"
     code, out, err = run_main(
         capsys,
@@ -169,6 +176,8 @@ def test_keys_never_reach_output(
         f"anthropic:keyed@{isolated_mock_server.anthropic_base_url}",
         "--target",
         f"azure:keyed@{isolated_mock_server.azure_endpoint}",
+        "--target",
+        f"mistral:keyed@{isolated_mock_server.mistral_base_url}",
         "--requests",
         "3",
         "--warmup",
@@ -181,6 +190,9 @@ def test_keys_never_reach_output(
     assert SECRET not in out + err + written
     # The endpoints are named, the keys are not.
     assert "openai:keyed@http://127.0.0.1" in out and "azure:keyed@http://127.0.0.1" in out
+    assert "mistral:keyed@http://127.0.0.1" in out
+    # Azure and Mistral go through the openai SDK, whose instrumentation is on.
+    assert "No instrumentation active" not in out
 
 
 def test_dataset_shape_nonce_slo_and_no_stream_options(
