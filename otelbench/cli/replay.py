@@ -244,6 +244,16 @@ def _targets(args: argparse.Namespace) -> list[Target]:
         if key in seen:
             raise UsageError(f"--target {t.id} is given twice")
         seen.add(key)
+    if args.parallel:
+        # Loaded at once, two targets the metrics name alike would be summed into one.
+        alike: dict[tuple[str, str, tuple[str | None, int | None]], Target] = {}
+        for t in targets:
+            other = alike.setdefault((t.provider, t.model, t.host_port), t)
+            if other is not t:
+                raise UsageError(
+                    f"--parallel: --target {other.id} and --target {t.id} report the same provider, "
+                    "model and endpoint, so their metrics cannot be told apart; run them one after another"
+                )
     return targets
 
 
