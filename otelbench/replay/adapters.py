@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from otelbench.datasets import Prompt
 
 from .options import Options, options_for
-from .targets import COMPATIBLE, OPENAI_DEFAULT_URL, Target, aws_region
+from .targets import COMPATIBLE, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
 DEFAULT_MAX_TOKENS = 1024
@@ -291,13 +291,7 @@ class OpenAIAdapter:
         self.completions = itertools.cycle([c.chat.completions for c in self.clients])
         self.model = target.model
         self.stream = options.stream
-        # OpenAI's own API (and Azure's) wants max_completion_tokens (reasoning models reject
-        # max_tokens); OpenAI-compatible servers widely understand only max_tokens.
-        official = target.scheme == "azure" or (
-            target.scheme == "openai"
-            and (target.base_url is None or target.base_url.rstrip("/") == OPENAI_DEFAULT_URL)
-        )
-        self.max_key = "max_completion_tokens" if official else "max_tokens"
+        self.max_key = target.max_tokens_key
         self.extra = options_for(target.scheme, options.request)
         self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
 

@@ -51,7 +51,7 @@ from .adapters import (
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
 from .options import options_for
-from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, OPENAI_DEFAULT_URL, Target
+from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, Target
 from .telemetry import CHUNK_TIMING
 
 #: The Messages API version sent to Anthropic (the SDKs send the same).
@@ -262,8 +262,7 @@ class OpenAILean(LeanAdapter):
 
     def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
         super().__init__(target, options, *providers)
-        official = target.scheme == "openai" and self.endpoint == Endpoint.parse(OPENAI_DEFAULT_URL)
-        self.max_key = "max_completion_tokens" if official else "max_tokens"
+        self.max_key = target.max_tokens_key
         self.asks_stream_usage = target.asks_stream_usage
 
     def headers(self, target: Target) -> dict[str, str]:
@@ -308,7 +307,6 @@ class AzureLean(OpenAILean):
             f"?api-version={quote(target.api_version or DEFAULT_AZURE_API_VERSION, safe='')}"
         )
         super().__init__(target, options, *providers)
-        self.max_key = "max_completion_tokens"
 
     def headers(self, target: Target) -> dict[str, str]:
         """See :class:`LeanAdapter`: the key, else the Entra ID token the SDK would read."""

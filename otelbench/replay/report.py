@@ -599,7 +599,7 @@ def render_terminal(
             parts.append(m)
     if len(reports) > 1 and pairs:
         parts.append(Text(MATRIX_NOTE))
-    parts.append(Text(_footer(outcome)))
+    parts.append(Text(_footer(outcome, reports)))
     return Group(*parts)
 
 
@@ -616,7 +616,7 @@ def _title(outcome: ReplayOutcome) -> str:
     return f"{partial}otelbench replay: dataset {outcome.config.dataset}, {mode}"
 
 
-def _footer(outcome: ReplayOutcome) -> str:
+def _footer(outcome: ReplayOutcome, reports: Sequence[TargetReport]) -> str:
     text = (
         "Latencies from the exported gen_ai.client.* exponential histograms; CIs bootstrapped over the "
         "per-request values in the raw log."
@@ -635,6 +635,14 @@ def _footer(outcome: ReplayOutcome) -> str:
     missing = sorted({r.target.sdk for r in outcome.runs} - set(outcome.instrumented))
     if missing:
         text += f"\nNo instrumentation active for: {', '.join(missing)} (their metric columns are empty)."
+    for r in reports:
+        target = r.run.target
+        if r.raw_requests and not r.requests and target.sdk in outcome.instrumented:
+            host, port = target.host_port
+            text += (
+                f"\nMetrics counted none of the {r.raw_requests} requests of {r.id}: none reported "
+                f"provider {target.provider}, model {target.model} at {host}:{port}."
+            )
     return text
 
 
@@ -668,7 +676,7 @@ def render_markdown(
                 lines.append(f"| `{i}` | " + " | ".join(row) + " |")
             lines.append("")
         lines += [MATRIX_NOTE, ""]
-    lines += [_footer(outcome).replace("\n", "  \n"), ""]
+    lines += [_footer(outcome, reports).replace("\n", "  \n"), ""]
     return "\n".join(lines)
 
 

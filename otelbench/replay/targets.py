@@ -73,9 +73,11 @@ COMPATIBLE = {
 SCHEMES = ("openai", "anthropic", "ollama", "bedrock", "azure", *COMPATIBLE)
 MOCK = "mock"
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
-OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+OPENAI_DEFAULT_HOST = "api.openai.com"
+OPENAI_DEFAULT_URL = f"https://{OPENAI_DEFAULT_HOST}/v1"
 ANTHROPIC_DEFAULT_URL = "https://api.anthropic.com"
 _KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 #: gen_ai.provider.name of each scheme, where the conventions spell it differently.
 _PROVIDER_NAMES = {"bedrock": semconv.PROVIDER_AWS_BEDROCK, "azure": semconv.PROVIDER_AZURE_AI_OPENAI}
 #: The Azure OpenAI API version sent when OPENAI_API_VERSION names none (the latest GA one).
@@ -135,6 +137,16 @@ class Target:
         """Whether a stream request carries ``stream_options.include_usage`` (OpenAI protocol)."""
         api = COMPATIBLE.get(self.scheme)
         return api is None or api.stream_options
+
+    @property
+    def max_tokens_key(self) -> str:
+        """The request field that caps the output: OpenAI's own API and Azure's want
+        ``max_completion_tokens`` (reasoning models refuse ``max_tokens``), while OpenAI-compatible
+        servers widely understand only ``max_tokens``."""
+        official = self.scheme == "azure" or (
+            self.scheme == "openai" and self.host_port[0] == OPENAI_DEFAULT_HOST
+        )
+        return "max_completion_tokens" if official else "max_tokens"
 
     @property
     def id(self) -> str:
@@ -250,10 +262,15 @@ def parse_target(spec: str, env: Mapping[str, str], base_url: str | None = None)
                 raise UsageError(f"--target {spec}: {' or '.join(api.key_env)} is not set")
             key = PLACEHOLDER_KEY  # a self-hosted gateway may need none
         return Target(scheme, model, url or api.url, key, explicit)
+    if url is None:
+        # The URL the SDK itself would take: the summary must look for the host it reports.
+        url = env.get(_BASE_URL_ENV[scheme]) or None
+        if url is not None:
+            _check_url(url, _BASE_URL_ENV[scheme])
     key_var = _KEY_ENV[scheme]
     key = env.get(key_var)
     if not key:
-        if url is None and not (scheme == "openai" and env.get("OPENAI_BASE_URL")):
+        if url is None:
             raise UsageError(f"--target {spec}: {key_var} is not set")
         key = PLACEHOLDER_KEY
     return Target(scheme, model, url, key, explicit)

@@ -18,7 +18,8 @@ from otelbench.load import Limits, LoadResult
 from otelbench.mock import MockServer
 from otelbench.replay import LoadSpec, RawRequest, ReplayConfig, ReplayOutcome, TargetRun, parse_target
 from otelbench.replay.pricing import PriceTable
-from otelbench.replay.report import build_report, compare, write_outputs
+from otelbench.replay.report import build_report, compare, render_markdown, write_outputs
+from otelbench.summary import TargetStats
 
 OTELBENCH = str(Path(sys.executable).parent / "otelbench")
 SECRET = "sk-test-SECRET-0123456789"
@@ -30,6 +31,7 @@ def _no_real_keys(monkeypatch: pytest.MonkeyPatch) -> None:
         "OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",
         "OPENAI_BASE_URL",
+        "ANTHROPIC_BASE_URL",
         "OLLAMA_HOST",
         "AZURE_OPENAI_ENDPOINT",
         "AZURE_OPENAI_API_KEY",
@@ -197,6 +199,28 @@ def test_keys_never_reach_output(
     assert "mistral:keyed@http://127.0.0.1" in out
     # Azure and Mistral go through the openai SDK, whose instrumentation is on.
     assert "No instrumentation active" not in out
+
+
+def test_base_url_from_the_sdks_environment(
+    isolated_mock_server: MockServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDKs send to OPENAI_BASE_URL / ANTHROPIC_BASE_URL: the metrics the summary looks for
+    # must be those of that endpoint, not of api.openai.com.
+    monkeypatch.setenv("OPENAI_BASE_URL", isolated_mock_server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", isolated_mock_server.anthropic_base_url)
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(
+        capsys, "replay", "--target", "openai:gw-model", "--target", "anthropic:gw-model",
+        "--requests", "3", "--warmup", "1", "--no-progress", "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, err
+    results = {r["target_id"]: r for r in _latest(out_dir)["results"]}
+    for target in ("openai:gw-model", "anthropic:gw-model"):
+        assert results[f"replay/{target}"]["metrics"]["requests"] == 3, out
+    assert "Metrics counted" not in out
 
 
 def test_dataset_shape_nonce_slo_and_no_stream_options(
@@ -374,3 +398,20 @@ def test_a_busy_client_loop_is_named_with_what_helps(scheme: str, client: str, s
     assert ("--client http" in note) == suggests_http
     run.loop_lag = [0.001] * 55
     assert build_report(run, [], PriceTable()).warnings(None, client) == []
+
+
+def test_metrics_that_missed_every_request_are_named() -> None:
+    # The instrumentation was on, the requests went out, yet no metric matched the target: the
+    # summary must say so rather than print an empty column as if nothing had been sent.
+    outcome = _fake_outcome()
+    reports = [build_report(r, [], PriceTable()) for r in outcome.runs]
+    assert "Metrics counted" not in render_markdown(outcome, reports, [])  # not instrumented
+    outcome.instrumented.append("openai")
+    text = render_markdown(outcome, reports, [])
+    assert (
+        "Metrics counted none of the 5 requests of openai:m: none reported provider openai, model m" in text
+    )
+    run = outcome.runs[0]
+    host, port = run.target.host_port
+    run.metrics = TargetStats("openai", "m", host, port, requests=5)
+    assert "Metrics counted" not in render_markdown(outcome, [build_report(run, [], PriceTable())], [])

@@ -53,11 +53,44 @@ def test_target_specs() -> None:
     # --base-url applies to targets without @URL.
     b = parse_target("anthropic:claude-x", {}, base_url="http://127.0.0.1:9000")
     assert b.base_url == "http://127.0.0.1:9000" and b.api_key == PLACEHOLDER_KEY
+    # OPENAI_BASE_URL / ANTHROPIC_BASE_URL, which the SDKs read: the target's endpoint is
+    # where the requests go (the summary looks for that server.address), and no key is needed.
+    e = parse_target("openai:m", {"OPENAI_BASE_URL": "http://gw.internal:4000/v1"})
+    assert (e.base_url, e.api_key, e.host_port, e.id) == (
+        "http://gw.internal:4000/v1",
+        PLACEHOLDER_KEY,
+        ("gw.internal", 4000),
+        "openai:m",
+    )
+    a = parse_target("anthropic:c", {"ANTHROPIC_BASE_URL": "http://127.0.0.1:9001", "ANTHROPIC_API_KEY": "k"})
+    assert (a.endpoint, a.api_key) == ("http://127.0.0.1:9001", "k")
+    # @URL and --base-url win over the environment.
+    assert parse_target("openai:m@http://h/v1", {"OPENAI_BASE_URL": "http://gw/v1"}).base_url == "http://h/v1"
     m = parse_target("anthropic:mock-x@mock", {})
     assert m.is_mock and m.with_mock("http://127.0.0.1:5").base_url == "http://127.0.0.1:5"
     assert (
         parse_target("openai:m@mock", {}).with_mock("http://127.0.0.1:5").base_url == "http://127.0.0.1:5/v1"
     )
+
+
+@pytest.mark.parametrize(
+    ("spec", "env", "key"),
+    [
+        ("openai:o3-mini", {"OPENAI_API_KEY": "k"}, "max_completion_tokens"),
+        ("openai:o3-mini@https://api.openai.com:443/v1/", {}, "max_completion_tokens"),
+        ("openai:o3-mini@https://API.OpenAI.com/v1", {}, "max_completion_tokens"),
+        ("azure:dep@https://r.openai.azure.com", {"AZURE_OPENAI_API_KEY": "k"}, "max_completion_tokens"),
+        ("openai:m", {"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"}, "max_tokens"),
+        ("openai:m@mock", {}, "max_tokens"),
+        ("openai:m@https://api.openai.com.example.org/v1", {}, "max_tokens"),
+        ("groq:llama", {"GROQ_API_KEY": "k"}, "max_tokens"),
+        ("mistral:small", {"MISTRAL_API_KEY": "k"}, "max_tokens"),
+    ],
+)
+def test_max_tokens_field_follows_the_endpoint(spec: str, env: dict[str, str], key: str) -> None:
+    # One rule for the SDK and the lean HTTP client: OpenAI's own API and Azure's get
+    # max_completion_tokens, every other OpenAI-compatible server max_tokens.
+    assert parse_target(spec, env).max_tokens_key == key
 
 
 def test_api_keys_never_appear_in_ids_or_reprs() -> None:
@@ -79,6 +112,8 @@ def test_api_keys_never_appear_in_ids_or_reprs() -> None:
         ("anthropic:claude-3-5-haiku-latest", {}, "ANTHROPIC_API_KEY"),
         ("openai:m@http://h:99999/v1", {}, "h:99999"),
         ("ollama:m", {"OLLAMA_HOST": "ftp://box"}, "OLLAMA_HOST"),
+        ("openai:m", {"OPENAI_BASE_URL": "gw:4000"}, "OPENAI_BASE_URL"),
+        ("anthropic:m", {"ANTHROPIC_BASE_URL": "ftp://box"}, "ANTHROPIC_BASE_URL"),
     ],
 )
 def test_bad_target_specs_name_the_problem(spec: str, env: dict[str, str], needle: str) -> None:
