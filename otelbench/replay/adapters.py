@@ -184,7 +184,14 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
     obs.seen()
     for choice in chunk.choices:
         delta = choice.delta
-        if delta is not None and (delta.content or delta.tool_calls or delta.refusal):
+        if delta is not None and (
+            delta.content
+            or delta.tool_calls
+            or delta.refusal
+            # Reasoning text streamed before the answer (DeepSeek, xAI, vLLM, OpenRouter...).
+            or getattr(delta, "reasoning_content", None)
+            or getattr(delta, "reasoning", None)
+        ):
             obs.chunk()
         if choice.finish_reason:
             obs.finish_reason = choice.finish_reason

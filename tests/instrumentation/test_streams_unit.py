@@ -320,6 +320,29 @@ def test_openai_chat_reader_reads_usage_where_servers_put_it(recorder_factory: A
     assert attrs[semconv.GEN_AI_RESPONSE_MODEL] == "m-1"
 
 
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_openai_chat_reader_counts_reasoning_deltas(recorder_factory: Any, field: str) -> None:
+    # Reasoning streamed before the answer (DeepSeek/xAI/vLLM name it reasoning_content;
+    # OpenRouter, Groq and Ollama reasoning) is output: it counts as chunks and sets TTFT. An
+    # empty reasoning field beside the answer's content does not add a chunk.
+    from otelbench_instrumentation.providers.openai._extract import chat_chunks
+
+    chunks = [
+        _chat_chunk([{"index": 0, "delta": {"role": "assistant", "content": None, field: ""}}]),
+        _chat_chunk([{"index": 0, "delta": {"content": None, field: "think"}}]),
+        _chat_chunk([{"index": 0, "delta": {"content": "hi", field: None}}]),
+        _chat_chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+        # DeepSeek's own cache field, without OpenAI's prompt_tokens_details.
+        _chat_chunk([], {"prompt_tokens": 9, "completion_tokens": 2, "prompt_cache_hit_tokens": 6}),
+    ]
+    assert len(list(SyncStreamProxy(iter(chunks), recorder_factory(), chat_chunks))) == 5
+    (span,) = ended(recorder_factory)
+    attrs = span.attributes or {}
+    assert attrs[semconv.STREAM_CHUNK_COUNT] == 2
+    assert semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in attrs
+    assert attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 6
+
+
 @pytest.mark.parametrize("timing", ["mean", "each"])
 def test_long_streams_keep_bounded_chunk_times_in_mean_timing(timing: str) -> None:
     from otelbench_instrumentation._config import Settings

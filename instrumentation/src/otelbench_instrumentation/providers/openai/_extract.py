@@ -81,6 +81,13 @@ def embeddings_request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Attrib
     return {semconv.GEN_AI_REQUEST_ENCODING_FORMATS: [fmt]} if isinstance(fmt, str) else {}
 
 
+def reasoning_delta(delta: Any) -> Any:
+    """Reasoning text streamed before the answer by OpenAI-compatible servers: a chunk of output
+    like Anthropic's thinking deltas (``reasoning_content``: DeepSeek, xAI, vLLM, Qwen;
+    ``reasoning``: OpenRouter, Groq, Ollama, newer vLLM). Only read when ``content`` is empty."""
+    return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+
+
 def _usage(recorder: LLMRecorder, usage: Any, *, responses_api: bool) -> None:
     if usage is None:
         return
@@ -92,10 +99,13 @@ def _usage(recorder: LLMRecorder, usage: Any, *, responses_api: bool) -> None:
         inp, out = usage.prompt_tokens, getattr(usage, "completion_tokens", None)
         in_details = getattr(usage, "prompt_tokens_details", None)
         out_details = getattr(usage, "completion_tokens_details", None)
+    cached = getattr(in_details, "cached_tokens", None)
+    if cached is None and not responses_api:
+        cached = getattr(usage, "prompt_cache_hit_tokens", None)  # DeepSeek's own field
     recorder.on_usage(
         input_tokens=inp,
         output_tokens=out,
-        cache_read_input_tokens=getattr(in_details, "cached_tokens", None),
+        cache_read_input_tokens=cached,
         cache_creation_input_tokens=getattr(in_details, "cache_write_tokens", None),
         reasoning_output_tokens=getattr(out_details, "reasoning_tokens", None),
     )
@@ -163,7 +173,7 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
                             content_seen = True
                             if capture:
                                 recorder.add_output_text(text)
-                        elif delta.tool_calls or getattr(delta, "refusal", None):
+                        elif delta.tool_calls or getattr(delta, "refusal", None) or reasoning_delta(delta):
                             content_seen = True
                     reason = choice.finish_reason
                     if reason:
@@ -244,6 +254,8 @@ _CONTENT_EVENTS = frozenset(
         "response.function_call_arguments.delta",
         "response.refusal.delta",
         "response.custom_tool_call_input.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
     }
 )
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
