@@ -292,6 +292,7 @@ class App:
         self.scheduler: ChunkScheduler | None = None
         # Provider-side prompt caches (keys only) so repeated prompts report cached tokens.
         self.openai_cache_keys: set[str] = set()
+        self.deepseek_cache_keys: set[bytes] = set()
         self.anthropic_cache_keys: set[str] = set()
         self.bedrock_cache_keys: set[str] = set()
         self._fault_table = [

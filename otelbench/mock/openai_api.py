@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import base64
+import hashlib
 import math
 import random
 import re
@@ -47,6 +48,8 @@ def error_body(err: ErrorReply) -> bytes:
 OPENAI = ProtocolSpec("openai", error_body)
 
 _DONE = b"data: [DONE]\n\n"
+#: Prompt digests the DeepSeek dialect remembers for its automatic cache (then it starts over).
+CACHE_KEYS_KEPT = 100_000
 _REASONING_MODEL = re.compile(r"reasoning|^o\d|^gpt-5")
 
 
@@ -101,6 +104,29 @@ def _is_reasoning(model: str) -> bool:
 def _reasoning_tokens(model: str, n: int) -> int:
     # Deterministic: "reasoning" models think half as many tokens as they answer with.
     return max(1, n // 2) if _is_reasoning(model) else 0
+
+
+def _thinks(model: str, body: dict[str, Any]) -> bool:
+    """DeepSeek's thinking mode: ``thinking.type`` "enabled" / "disabled", else on by default
+    (V4 models, the legacy deepseek-reasoner) but for the legacy deepseek-chat alias."""
+    thinking = body.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind in ("enabled", "disabled"):
+        return bool(kind == "enabled")
+    return "chat" not in model
+
+
+def _deepseek_cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int) -> int:
+    # DeepSeek caches every prompt unasked: the same model and messages again hit the cache for
+    # three quarters of the prompt. Digests of at most CACHE_KEYS_KEPT prompts are kept.
+    digest = hashlib.blake2b(dumps([body.get("model"), body.get("messages")]), digest_size=16).digest()
+    cache = ctx.app.deepseek_cache_keys
+    if digest in cache:
+        return max(1, input_tokens * 3 // 4)
+    if len(cache) >= CACHE_KEYS_KEPT:
+        cache.clear()
+    cache.add(digest)
+    return 0
 
 
 def _cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int) -> int:
@@ -169,6 +195,14 @@ _CHAT_USAGE = (
     b'"completion_tokens_details":{"reasoning_tokens":%d,"audio_tokens":0,'
     b'"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}'
 )
+# DeepSeek's: its own cache fields beside OpenAI's cached_tokens; completion details only when
+# the model thought.
+_DEEPSEEK_USAGE = (
+    b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,'
+    b'"prompt_tokens_details":{"cached_tokens":%d}%b,'
+    b'"prompt_cache_hit_tokens":%d,"prompt_cache_miss_tokens":%d}'
+)
+_DEEPSEEK_REASONING_DETAILS = b',"completion_tokens_details":{"reasoning_tokens":%d}'
 # Usage without details: the legacy Completions API's, and Mistral's.
 _COMPLETION_USAGE = b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}'
 _CHAT_TEXT_MESSAGE = b'{"role":"assistant","content":"%b","refusal":null,"annotations":[]}'
@@ -177,6 +211,11 @@ _CHAT_COMPLETION = (
     b'{"id":"%b","object":"chat.completion","created":%d,"model":%b,'
     b'"choices":[{"index":0,"message":%b,"logprobs":null,"finish_reason":"%b"}],'
     b'"usage":%b,"service_tier":"default","system_fingerprint":"fp_mock"}'
+)
+_DEEPSEEK_COMPLETION = (
+    b'{"id":"%b","object":"chat.completion","created":%d,"model":%b,'
+    b'"choices":[{"index":0,"message":%b,"logprobs":null,"finish_reason":"%b"}],'
+    b'"usage":%b,"system_fingerprint":"fp_mock"}'
 )
 
 
@@ -211,9 +250,11 @@ async def chat_completions(
     ctx: RequestContext, deployment: str | None = None, dialect: str = "openai"
 ) -> None:
     """POST /v1/chat/completions in OpenAI's shape, or in ``dialect`` "azure" (its model the
-    ``deployment``'s) or "mistral" (usage in the finish chunk)."""
+    ``deployment``'s), "mistral" (usage in the finish chunk) or "deepseek" (reasoning streamed
+    before the answer, automatic prompt cache)."""
     azure = dialect == "azure"
     mistral = dialect == "mistral"
+    deepseek = dialect == "deepseek"
     body = ctx.json()
     model = deployment or _model(body)
     messages = body.get("messages")
@@ -235,17 +276,38 @@ async def chat_completions(
         None if last_role == "tool" else _tool_target(body.get("tools"), body.get("tool_choice"), nested=True)
     )
     n = plan.n
-    reasoning = _reasoning_tokens(model, n)
-    cached = _cached_tokens(ctx, body, input_tokens)
     rec = ctx.rec
-    rec.output_tokens = n + reasoning
-    rec.reasoning_tokens = reasoning
-    rec.cache_read_tokens = cached
-    finish = "length" if plan.capped else ("tool_calls" if tool else "stop")
-    if mistral:
-        usage = _COMPLETION_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning)
+    if deepseek:
+        # The reasoning is output like the answer: the first `thought` of the n chunks, counted in
+        # completion_tokens (max_tokens caps both together).
+        thinks = _thinks(model, body)
+        thought = n // 2 if thinks else 0
+        cached = _deepseek_cached_tokens(ctx, body, input_tokens)
+        rec.output_tokens = n
+        rec.reasoning_tokens = thought
+        details = _DEEPSEEK_REASONING_DETAILS % thought if thinks else b""
+        usage = _DEEPSEEK_USAGE % (
+            input_tokens, n, input_tokens + n, cached, details, cached, input_tokens - cached,
+        )  # fmt: skip
     else:
-        usage = _CHAT_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning, cached, reasoning)
+        thinks, thought = False, 0
+        reasoning = _reasoning_tokens(model, n)
+        cached = _cached_tokens(ctx, body, input_tokens)
+        rec.output_tokens = n + reasoning
+        rec.reasoning_tokens = reasoning
+        if mistral:
+            usage = _COMPLETION_USAGE % (input_tokens, n + reasoning, input_tokens + n + reasoning)
+        else:
+            usage = _CHAT_USAGE % (
+                input_tokens,
+                n + reasoning,
+                input_tokens + n + reasoning,
+                cached,
+                reasoning,
+            )
+    rec.cache_read_tokens = cached
+    answer = n - thought  # chunks of text or tool-call arguments
+    finish = "length" if plan.capped else ("tool_calls" if tool else "stop")
     salt = ctx.salt
     cid = b"chatcmpl-" + rec.request_id[4:].encode()
     created = int(time.time())
@@ -253,14 +315,22 @@ async def chat_completions(
     model_json = dumps(model)
     if not stream:
         if tool:
-            arguments = tool_arguments(salt, n, tool[1])
+            arguments = tool_arguments(salt, answer, tool[1])
             calls = [
                 {"id": call_id, "type": "function", "function": {"name": tool[0], "arguments": arguments}}
             ]
             message = _CHAT_TOOL_MESSAGE % dumps(calls)
         else:
-            message = _CHAT_TEXT_MESSAGE % b"".join([WORDS_JSON[word_index(salt, i)] for i in range(n)])
-        template = _AZURE_COMPLETION if azure else _CHAT_COMPLETION
+            message = _CHAT_TEXT_MESSAGE % b"".join(
+                [WORDS_JSON[word_index(salt, i)] for i in range(thought, n)]
+            )
+        if deepseek:
+            # DeepSeek's message: no refusal or annotations; the reasoning when the model thought.
+            message = message.replace(b',"refusal":null,"annotations":[]', b"")
+            if thinks:
+                words = b"".join([WORDS_JSON[word_index(salt, i)] for i in range(thought)])
+                message = message[:-1] + b',"reasoning_content":"%b"}' % words
+        template = _AZURE_COMPLETION if azure else _DEEPSEEK_COMPLETION if deepseek else _CHAT_COMPLETION
         await ctx.reply_json(plan, template % (cid, created, model_json, message, finish.encode(), usage))
         return
 
@@ -274,24 +344,33 @@ async def chat_completions(
     # streamed, in chunks with an empty id and model and a choice without a delta.
     async_filter = azure and ctx.req.headers.get("x-mock-content-filter") == "async"
     filtered = b""
-    if azure:
+    if azure or deepseek:
         head += b'"system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
-        if not async_filter:
+        if azure and not async_filter:
             filtered = b',"content_filter_results":' + AZURE_FILTER
     elif mistral:
         head += b'"choices":[{"index":0,"delta":'
     else:
         head += b'"service_tier":"default","system_fingerprint":"fp_mock","choices":[{"index":0,"delta":'
     tail = b',"logprobs":null,"finish_reason":null%b}]%b' % (filtered, end)
-    preamble = (
-        head
-        + b'{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]'
-        + end
-    )
+    if deepseek and thinks:
+        opening = b'{"role":"assistant","content":null,"reasoning_content":""}'
+    elif deepseek:
+        opening = b'{"role":"assistant","content":""}'
+    else:
+        opening = b'{"role":"assistant","content":"","refusal":null}'
+    preamble = head + opening + b',"logprobs":null,"finish_reason":null}]' + end
     if azure:
         preamble = _AZURE_PROMPT_CHUNK + preamble
 
-    chunk: Callable[[int], bytes]
+    def thinking(i: int) -> bytes:
+        return b'%b{"content":null,"reasoning_content":"%b"}%b' % (
+            head,
+            WORDS_JSON[(salt + 7 * i) % NWORDS],
+            tail,
+        )
+
+    answering: Callable[[int], bytes]
     if tool:
         name, param = tool
         first_open = (
@@ -303,14 +382,21 @@ async def chat_completions(
         )
         next_open = b'{"tool_calls":[{"index":0,"function":{"arguments":"'
 
-        def chunk(i: int) -> bytes:
-            opener = first_open if i == 0 else next_open
-            return b'%b%b%b"}}]}%b' % (head, opener, jstr(tool_fragment(salt, i, n, param)), tail)
+        def answering(i: int) -> bytes:
+            j = i - thought
+            opener = first_open if j == 0 else next_open
+            return b'%b%b%b"}}]}%b' % (head, opener, jstr(tool_fragment(salt, j, answer, param)), tail)
 
     else:
 
-        def chunk(i: int) -> bytes:
+        def answering(i: int) -> bytes:
             return b'%b{"content":"%b"}%b' % (head, WORDS_JSON[(salt + 7 * i) % NWORDS], tail)
+
+    chunk = answering
+    if thought:
+
+        def chunk(i: int) -> bytes:
+            return thinking(i) if i < thought else answering(i)
 
     def epilogue() -> bytes:
         out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from .. import rxtime
-from . import anthropic_api, azure_api, bedrock_api, mistral_api, ollama_api, openai_api
+from . import anthropic_api, azure_api, bedrock_api, deepseek_api, mistral_api, ollama_api, openai_api
 from .core import App, ProtocolSpec, RequestContext, Route
 from .http import ConnectionSet, HttpConnection, new_event_loop
 from .model import Fault, MockConfig, RequestRecord
@@ -45,6 +45,8 @@ def build_routes() -> tuple[
         ("POST", "/v1/embeddings"): (oa, openai_api.embeddings),
         ("GET", "/v1/models"): (oa, _models),
         ("POST", "/mistral/v1/chat/completions"): (mistral_api.MISTRAL, mistral_api.chat_completions),
+        ("POST", "/deepseek/chat/completions"): (deepseek_api.DEEPSEEK, deepseek_api.chat_completions),
+        ("POST", "/deepseek/v1/chat/completions"): (deepseek_api.DEEPSEEK, deepseek_api.chat_completions),
     }
     routes.update(anthropic_api.routes())
     routes.update(ollama_api.routes())
@@ -54,6 +56,7 @@ def build_routes() -> tuple[
         ("/model/", bedrock_api.BEDROCK),
         ("/openai/", azure_api.AZURE),
         ("/mistral/", mistral_api.MISTRAL),
+        ("/deepseek/", deepseek_api.DEEPSEEK),
         ("", oa),
     ]
     return routes, fallbacks
@@ -337,6 +340,11 @@ class MockServer:
     def mistral_base_url(self) -> str:
         """`base_url` for `openai.OpenAI` as a client of Mistral's API (its strict request schema)."""
         return self.url + "/mistral/v1"
+
+    @property
+    def deepseek_base_url(self) -> str:
+        """`base_url` for `openai.OpenAI` as a client of DeepSeek's API (reasoning, cache fields)."""
+        return self.url + "/deepseek"
 
     @property
     def anthropic_base_url(self) -> str:

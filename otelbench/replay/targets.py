@@ -56,7 +56,9 @@ class Compatible:
 
 #: The OpenAI-compatible APIs a ``SCHEME:MODEL`` target names without a URL or a shared key.
 COMPATIBLE = {
-    "deepseek": Compatible("https://api.deepseek.com", ("DEEPSEEK_API_KEY",)),
+    "deepseek": Compatible(
+        "https://api.deepseek.com", ("DEEPSEEK_API_KEY",), mock_path="/deepseek", mock_protocol="deepseek"
+    ),
     "groq": Compatible("https://api.groq.com/openai/v1", ("GROQ_API_KEY",)),
     "xai": Compatible("https://api.x.ai/v1", ("XAI_API_KEY",)),
     "mistral": Compatible(

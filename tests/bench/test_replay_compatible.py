@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from otelbench.errors import UsageError
-from otelbench.mock import MockConfig, MockServer
+from otelbench.mock import Dist, MockConfig, MockServer, ModelProfile
 from otelbench.replay import parse_target, run_replay
 from otelbench.replay.options import options_for
 from otelbench_instrumentation import semconv
@@ -59,7 +59,8 @@ def test_gemini_also_reads_google_api_key_and_urls_override() -> None:
 
 def test_on_the_mock_each_speaks_its_api() -> None:
     url = "http://127.0.0.1:5"
-    assert parse_target("deepseek:m@mock", {}).with_mock(url).base_url == f"{url}/v1"
+    deepseek = parse_target("deepseek:m@mock", {}).with_mock(url)
+    assert (deepseek.base_url, deepseek.mock_protocol) == (f"{url}/deepseek", "deepseek")
     mistral = parse_target("mistral:m@mock", {}).with_mock(url)
     assert (mistral.base_url, mistral.mock_protocol, mistral.provider) == (
         f"{url}/mistral/v1",
@@ -106,9 +107,23 @@ def test_an_openai_target_fails_where_mistral_refuses_its_fields() -> None:
     assert run.measured and all(r.http_status == 422 and not r.ok for r in run.measured)
 
 
-def test_deepseek_replay_asks_for_stream_usage() -> None:
-    outcome = run_replay(sdk_replay_config("deepseek:mock-d@mock", True, {}))
+@pytest.mark.parametrize("kind", ["sdk", "http"])
+def test_deepseek_thinking_is_timed_from_its_first_reasoning_chunk(kind: str) -> None:
+    # The mock's DeepSeek API thinks by default: 3 reasoning_content chunks, 40 ms apart, come
+    # before 3 answer chunks. The client, the instrumentation and the mock must all start TTFT at
+    # the first reasoning chunk; from the first answer chunk it would be >= 120 ms later.
+    config = sdk_replay_config("deepseek:mock-d@mock", True, {}, kind=kind)
+    slow = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.04), output_tokens=Dist.fixed(6))
+    config = replace(config, mock_config=replace(config.mock_config, profiles={"mock-d": slow}))  # type: ignore[arg-type]
+    outcome = run_replay(config)
     (run,) = outcome.runs
-    assert {(r.protocol, r.path) for r in outcome.mock_records} == {("openai", "/v1/chat/completions")}
-    assert all(r.ok and r.output_tokens == 3 for r in run.measured)
-    assert run.metrics is not None and run.metrics.output_tokens == 16 * 3
+    assert {(r.protocol, r.path, r.reasoning_tokens) for r in outcome.mock_records} == {
+        ("deepseek", "/deepseek/chat/completions", 3)
+    }
+    assert all(r.ok and r.output_tokens == 6 and len(r.chunk_ns) == 6 for r in run.measured)
+    assert all(r.client_ttft is not None and r.client_ttft < 0.1 for r in run.measured)
+    gt = run.ground_truth
+    assert gt is not None and gt.served == 16 and gt.receive_p50 is not None and gt.receive_p50 < 0.03
+    assert run.metrics is not None and run.metrics.requests == 16 and run.metrics.ttft is not None
+    assert run.metrics.ttft.q(0.5) < 0.1
+    assert run.metrics.output_tokens == 16 * 6

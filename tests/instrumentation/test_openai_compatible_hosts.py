@@ -14,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from otelbench.mock import MockServer
+from otelbench.mock import Dist, MockConfig, MockServer, ModelProfile
 from otelbench_instrumentation import semconv
 from otelbench_instrumentation.providers.openai import provider_for_host
 
@@ -42,7 +42,8 @@ class ToMock(httpx.BaseTransport):
 
 @pytest.fixture
 def deepseek(mock_server: MockServer) -> Iterator[openai.OpenAI]:
-    http = httpx.Client(transport=ToMock(mock_server.url))
+    # The mock's DeepSeek API (reasoning deltas, cache fields) at DeepSeek's own URL.
+    http = httpx.Client(transport=ToMock(f"{mock_server.url}/deepseek"))
     with openai.OpenAI(base_url="https://api.deepseek.com/v1", api_key="sk-test", http_client=http) as c:
         yield c
 
@@ -127,3 +128,51 @@ def test_a_mistral_stream_reports_the_usage_it_sends_unasked(otel: Otel, mistral
     assert a[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("stop",)
     tokens = otel.points(semconv.METRIC_TOKEN_USAGE)
     assert sorted(p.sum for p in tokens) == sorted([usage.prompt_tokens, usage.completion_tokens])
+
+
+def test_deepseek_cache_hits_are_cache_reads(otel: Otel, deepseek: openai.OpenAI) -> None:
+    # DeepSeek caches every prompt unasked; the repeat's hits are cache reads.
+    deepseek.chat.completions.create(model="deepseek-chat", messages=MESSAGES, max_tokens=2)
+    again = deepseek.chat.completions.create(model="deepseek-chat", messages=MESSAGES, max_tokens=2)
+    hits = (again.usage.model_extra or {})["prompt_cache_hit_tokens"]  # type: ignore[union-attr]
+    assert hits > 0
+    second = otel.spans()[-1].attributes or {}
+    assert second[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == hits
+
+
+# Thinking is slow here, so a TTFT taken at the first answer chunk would be far off.
+THINKING = ModelProfile(ttft=Dist.fixed(0.02), itl=Dist.fixed(0.06), output_tokens=Dist.fixed(6))
+
+
+@pytest.fixture(scope="module")
+def thinking_server() -> Iterator[MockServer]:
+    with MockServer(MockConfig(seed=3, profiles={"deepseek-v4-flash": THINKING})) as server:
+        yield server
+
+
+def test_reasoning_deltas_are_chunks(otel: Otel, thinking_server: MockServer) -> None:
+    # In thinking mode (V4's default) 3 chunks of reasoning_content come before 3 of content:
+    # TTFT is the first reasoning chunk's (as with Anthropic's thinking deltas); all 6 are chunks.
+    http = httpx.Client(transport=ToMock(f"{thinking_server.url}/deepseek"))
+    with openai.OpenAI(base_url="https://api.deepseek.com", api_key="k", http_client=http) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model="deepseek-v4-flash",
+                messages=MESSAGES,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert [bool((d.model_extra or {}).get("reasoning_content")) for d in deltas[1:-1]] == [True] * 3 + [
+        False
+    ] * 3
+    a = only_span(otel).attributes or {}
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttft, float) and 0.02 <= ttft < 0.02 + 0.06  # not the first answer chunk's
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
+    assert a[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 3
+    # One mean gap per stream (OTELBENCH_CHUNK_TIMING=mean): 5 gaps of 60 ms.
+    (gaps,) = otel.points(semconv.METRIC_TIME_PER_OUTPUT_CHUNK)
+    assert gaps.count == 1 and 0.055 <= gaps.sum < 0.1
