@@ -343,6 +343,33 @@ def test_openai_chat_reader_counts_reasoning_deltas(recorder_factory: Any, field
     assert attrs[semconv.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 6
 
 
+def test_responses_reader_counts_reasoning_summary_deltas(recorder_factory: Any) -> None:
+    # With reasoning.summary set, a reasoning model streams its summary before the answer: output,
+    # as Anthropic's thinking deltas are. Part boundaries are not chunks.
+    from openai._models import construct_type
+    from openai.types.responses import ResponseStreamEvent
+
+    from otelbench_instrumentation.providers.openai._extract import on_response_event
+
+    def event(kind: str, **fields: Any) -> Any:
+        data = {"type": kind, "sequence_number": 0, "item_id": "rs_1", "output_index": 0, **fields}
+        return construct_type(type_=ResponseStreamEvent, value=data)
+
+    part = {"type": "summary_text", "text": ""}
+    events = [
+        event("response.reasoning_summary_part.added", summary_index=0, part=part),
+        event("response.reasoning_summary_text.delta", summary_index=0, delta="Weighing"),
+        event("response.reasoning_summary_text.delta", summary_index=0, delta=" options"),
+        event("response.reasoning_summary_part.done", summary_index=0, part=part),
+        event("response.reasoning_text.delta", content_index=0, delta="raw"),
+        event("response.output_text.delta", content_index=0, delta="Answer", logprobs=[]),
+    ]
+    assert type(events[1]).__name__ == "ResponseReasoningSummaryTextDeltaEvent"
+    assert len(list(SyncStreamProxy(iter(events), recorder_factory(), per_chunk(on_response_event)))) == 6
+    (span,) = ended(recorder_factory)
+    assert (span.attributes or {})[semconv.STREAM_CHUNK_COUNT] == 4
+
+
 @pytest.mark.parametrize("timing", ["mean", "each"])
 def test_long_streams_keep_bounded_chunk_times_in_mean_timing(timing: str) -> None:
     from otelbench_instrumentation._config import Settings
