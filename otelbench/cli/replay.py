@@ -116,6 +116,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     d.add_argument(
         "--nonce", action="store_true", help="prefix each prompt with a unique nonce (defeats prompt caching)"
     )
+    d.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="[SCHEME:]KEY=VALUE",
+        help="a request option (temperature, top_p, seed, num_ctx, ...) sent to every target whose SDK takes "
+        "it; with SCHEME:, a field of that provider's request body, VALUE as JSON or a string, e.g. "
+        'deepseek:thinking=\'{"type":"disabled"}\' or openai:reasoning_effort=low (repeatable)',
+    )
     load = p.add_argument_group("load")
     load.add_argument(
         "--concurrency",
@@ -270,6 +279,9 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     """Validate every option and build the run's configuration (UsageError on bad input)."""
     targets = _targets(args)
     _check_client(args, targets)
+    from otelbench.replay.options import parse_params
+
+    request, body = parse_params(args.param, {t.scheme for t in targets})
     slos = [parse_slo(s) for s in args.slo]
     prices = load_prices(args.pricing) if args.pricing else PriceTable()
     dataset = _dataset(args)
@@ -310,6 +322,8 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
             max_retries=2 if args.max_retries is None else args.max_retries,
             timeout=args.timeout,
             kind=args.client,
+            request=request,
+            body=body,
         ),
         nonce=args.nonce,
         parallel=args.parallel,
@@ -425,6 +439,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     if args.slo:
         raise UsageError("--slo is not evaluated in a sweep; run the chosen configuration without --sweep")
     config, _slos, _prices = build_config(args)
+    both = sorted(keys & set(config.client.request))
+    if both:
+        raise UsageError(f"--param {both[0]} is also swept; give its values in --sweep only")
     notes = check_applicable(axes, (t.scheme for t in config.targets))
     runs = args.runs or (3 if axes else 1)
     from otelbench.replay.progress import NullProgress

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from otelbench.datasets import Prompt
 
-from .options import Options, options_for
+from .options import BodyFields, Options, options_for
 from .targets import COMPATIBLE, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
@@ -104,6 +104,8 @@ class ClientOptions:
     timeout: float = 600.0
     #: Request options (temperature, num_ctx, ...); each adapter sends those its SDK accepts.
     request: Options = field(default_factory=dict)
+    #: Provider-specific body fields per scheme (``--param SCHEME:FIELD=JSON``), sent as given.
+    body: BodyFields = field(default_factory=dict)
 
     @property
     def clients(self) -> int:
@@ -301,6 +303,8 @@ class OpenAIAdapter:
         self.max_key = target.max_tokens_key
         self.extra = options_for(target.scheme, options.request)
         self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
+        fields = options.body.get(target.scheme)
+        self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}
 
     @staticmethod
     def _client(openai: Any, target: Target, options: ClientOptions, http_client: Any) -> Any:
@@ -318,9 +322,9 @@ class OpenAIAdapter:
         completions = next(self.completions)
         obs.send()
         if not self.stream:
-            observe_openai_completion(obs, await completions.create(**kwargs))
+            observe_openai_completion(obs, await completions.create(**kwargs, **self.extra_body))
             return
-        stream = await completions.create(**kwargs, stream=True, **self.usage_option)
+        stream = await completions.create(**kwargs, stream=True, **self.usage_option, **self.extra_body)
         try:
             async for chunk in stream:
                 observe_openai_chunk(obs, chunk)
@@ -383,6 +387,8 @@ class AnthropicAdapter:
         self.model = target.model
         self.stream = options.stream
         self.extra = options_for("anthropic", options.request)
+        fields = options.body.get("anthropic")
+        self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
@@ -390,9 +396,9 @@ class AnthropicAdapter:
         messages = next(self.messages)
         obs.send()
         if not self.stream:
-            observe_anthropic_message(obs, await messages.create(**kwargs))
+            observe_anthropic_message(obs, await messages.create(**kwargs, **self.extra_body))
             return
-        stream = await messages.create(**kwargs, stream=True)
+        stream = await messages.create(**kwargs, stream=True, **self.extra_body)
         try:
             async for event in stream:
                 observe_anthropic_event(obs, event)
@@ -438,10 +444,11 @@ class OllamaAdapter:
         self.model = target.model
         self.stream = options.stream
         self.extra = options_for("ollama", options.request)
+        self.fields = dict(options.body.get("ollama", {}))  # think, format, keep_alive
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        kwargs = ollama_request(prompt, self.model, self.extra)
+        kwargs = {**ollama_request(prompt, self.model, self.extra), **self.fields}
         client = next(self._next)
         obs.send()
         if not self.stream:
@@ -508,6 +515,9 @@ class BedrockAdapter:
         self.inference: dict[str, Any] = {
             {"top_p": "topP"}.get(key, key): value for key, value in extra.items()
         }
+        # The model's own parameters (reasoning_config, top_k...) travel in Converse's
+        # additionalModelRequestFields.
+        self.model_fields = dict(options.body.get("bedrock", {}))
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
@@ -527,6 +537,8 @@ class BedrockAdapter:
             kwargs["inferenceConfig"] = inference
         if system:
             kwargs["system"] = system
+        if self.model_fields:
+            kwargs["additionalModelRequestFields"] = self.model_fields
         if prompt.tools:
             kwargs["toolConfig"] = {
                 "tools": [

@@ -131,6 +131,7 @@ class LeanAdapter:
         self.model = target.model
         self.stream = options.stream
         self.extra = options_for(target.scheme, options.request)
+        self.fields = dict(options.body.get(target.scheme, {}))
         self.pool = Pool(self.endpoint, options.timeout, self.headers(target))
         # server.address / server.port: the endpoint just parsed (as Target.host_port would say).
         self.server_address, self.server_port = self.endpoint.host, self.endpoint.port
@@ -177,8 +178,10 @@ class LeanAdapter:
         body = self.body(prompt)
         if self.stream:
             body["stream"] = True
-        payload = json.dumps(body, separators=(",", ":")).encode()
+        # As the SDK clients' extra_body: sent, but not read into the span's attributes.
         attributes = self.request_attributes(body)
+        body.update(self.fields)
+        payload = json.dumps(body, separators=(",", ":")).encode()
         if len(self._prepared) >= PREPARED_KEPT:  # prompts made per request (nonces): start over
             self._prepared.clear()
         self._prepared[key] = (prompt, payload, attributes)

@@ -15,6 +15,11 @@ One table, read by the CLI to validate ``--sweep KEY=...`` and by the adapters t
 Azure and the OpenAI-compatible schemes (deepseek, groq, xai, gemini, mistral) take openai's
 keys, except that Mistral's schema refuses ``seed`` (its own is ``random_seed``).
 
+``--param KEY=VALUE`` sets one of these keys for every run, ``--sweep`` varies it; ``--param
+SCHEME:FIELD=JSON`` sends a provider's own body field to that scheme's targets as given (the
+SDKs' ``extra_body``; Ollama's ``think``, ``format``, ``keep_alive``; Bedrock's
+``additionalModelRequestFields``).
+
 ``max_tokens`` is not in the table: it sets every prompt's output limit (``--max-tokens``),
 which each adapter already maps (``num_predict``, ``max_tokens`` / ``max_completion_tokens``).
 A key that an SDK has no parameter for is not sent to that SDK's targets.
@@ -22,7 +27,12 @@ A key that an SDK has no parameter for is not sent to that SDK's targets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from otelbench.errors import UsageError
 
 #: Value type of every request option (validated before anything is sent).
 OPTION_TYPES: dict[str, type] = {
@@ -62,6 +72,18 @@ SDK_OPTIONS: dict[str, frozenset[str]] = {
 }
 
 Options = Mapping[str, int | float]
+#: Provider-specific request-body fields per scheme (``--param SCHEME:FIELD=JSON``), sent as given.
+BodyFields = Mapping[str, Mapping[str, Any]]
+
+#: Fields replay builds itself from the prompt and flags; a ``--param SCHEME:FIELD`` may not
+#: replace them.
+RESERVED_FIELDS = frozenset(
+    {"model", "messages", "system", "prompt", "stream", "stream_options", "max_tokens",
+     "max_completion_tokens", "options", "tools"}
+)  # fmt: skip
+#: The top-level fields of an Ollama chat request replay does not set: the ollama client's
+#: ``chat()`` takes no others.
+OLLAMA_FIELDS = frozenset({"think", "format", "keep_alive"})
 
 
 def options_for(scheme: str, options: Options) -> dict[str, int | float]:
@@ -70,4 +92,66 @@ def options_for(scheme: str, options: Options) -> dict[str, int | float]:
     return {k: v for k, v in options.items() if k in accepted}
 
 
-__all__ = ["OPTION_TYPES", "SDK_OPTIONS", "Options", "options_for"]
+def parse_params(
+    specs: Sequence[str], schemes: Iterable[str]
+) -> tuple[dict[str, int | float], dict[str, dict[str, Any]]]:
+    """Parse every ``--param [SCHEME:]KEY=VALUE``: request options (typed, sent to each SDK that
+    takes them) and per-scheme body fields (VALUE as JSON, else a string). ``schemes``: those of
+    the targets; a UsageError names the bad parameter."""
+    used = set(schemes)
+    options: dict[str, int | float] = {}
+    fields: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        head, sep, text = spec.partition("=")
+        scheme, colon, key = head.strip().rpartition(":")
+        if not sep or not key or (colon and not scheme):
+            raise UsageError(f"bad --param {spec!r}: expected [SCHEME:]KEY=VALUE")
+        if not colon:
+            options[key] = _option_value(spec, key, text.strip())
+            if not any(key in SDK_OPTIONS.get(s, frozenset()) for s in used):
+                sdks = ", ".join(s for s, keys in SDK_OPTIONS.items() if key in keys)
+                raise UsageError(f"bad --param {spec!r}: no target's SDK takes {key} (only {sdks})")
+            continue
+        if scheme not in used:
+            raise UsageError(f"bad --param {spec!r}: no --target uses the scheme {scheme!r}")
+        if key in RESERVED_FIELDS:
+            raise UsageError(f"bad --param {spec!r}: replay sets {key!r} itself")
+        if scheme == "ollama" and key not in OLLAMA_FIELDS:
+            raise UsageError(
+                f"bad --param {spec!r}: ollama targets take {', '.join(sorted(OLLAMA_FIELDS))} "
+                "(model options such as num_ctx go without a scheme)"
+            )
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text  # a bare word: low, auto, 5m
+        fields.setdefault(scheme, {})[key] = value
+    return options, fields
+
+
+def _option_value(spec: str, key: str, text: str) -> int | float:
+    kind = OPTION_TYPES.get(key)
+    if kind is None:
+        raise UsageError(
+            f"bad --param {spec!r}: {key!r} is not a request option ({', '.join(sorted(OPTION_TYPES))}); "
+            f"a provider's own field goes as SCHEME:{key}=VALUE"
+        )
+    try:
+        value: int | float = int(text) if kind is int else float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UsageError(f"bad --param {spec!r}: expected {'an integer' if kind is int else 'a number'}")
+    return value
+
+
+__all__ = [
+    "OLLAMA_FIELDS",
+    "OPTION_TYPES",
+    "RESERVED_FIELDS",
+    "SDK_OPTIONS",
+    "BodyFields",
+    "Options",
+    "options_for",
+    "parse_params",
+]

@@ -378,6 +378,7 @@ def to_results(
                 "parallel_targets": config.parallel,
                 "workers": config.workers,
                 "request_options": dict(config.client.request),
+                "request_fields": dict(config.client.body.get(rep.run.target.scheme, {})),
             },
             "partial": outcome.interrupted,
             "metric_errors": rep.errors,
