@@ -106,6 +106,8 @@ def parse_params(
         scheme, colon, key = head.strip().rpartition(":")
         if not sep or not key or (colon and not scheme):
             raise UsageError(f"bad --param {spec!r}: expected [SCHEME:]KEY=VALUE")
+        if key in (fields.get(scheme, {}) if colon else options):
+            raise UsageError(f"--param {head.strip()} is given twice")
         if not colon:
             options[key] = _option_value(spec, key, text.strip())
             if not any(key in SDK_OPTIONS.get(s, frozenset()) for s in used):

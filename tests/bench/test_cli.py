@@ -90,6 +90,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--param", "seed=1.5"], "bad --param 'seed=1.5': expected an integer"),
         (["--param", "reasoning_effort=low"], "a provider's own field goes as SCHEME:reasoning_effort"),
         (["--param", "deepseek:thinking=x"], "no --target uses the scheme 'deepseek'"),
+        (["--param", "temperature=0", "--param", "temperature=1"], "--param temperature is given twice"),
         (
             ["--target", "openai:m@mock", "--param", "top_k=5"],
             "no target's SDK takes top_k (only ollama, anthropic)",
