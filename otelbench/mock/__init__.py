@@ -31,6 +31,9 @@ Endpoints
     Bedrock    POST /model/{modelId}/converse, /converse-stream, /invoke, /invoke-with-response-stream
                (streams in AWS event-stream framing; InvokeModel bodies in the Anthropic or Amazon Nova
                format; any SigV4 signature accepted; errors carry `x-amzn-ErrorType`)
+    Azure      POST /openai/deployments/{deployment}/..., /openai/v1/... (azure_api.py)
+    Mistral    POST /mistral/v1/chat/completions (strict schema; mistral_api.py)
+    DeepSeek   POST /deepseek/chat/completions (thinking mode, prompt cache; deepseek_api.py)
 
 Latency model (per model `ModelProfile`: exact name, then fnmatch patterns, then the default)
     * Streams: the response headers (plus role-only / bookkeeping events such as OpenAI's role chunk,
