@@ -553,9 +553,42 @@ def _response_object(
     }
 
 
+#: The request fields of the Responses API (those of the openai SDK's ResponseCreateParams, as
+#: of openai 3.54); OpenAI refuses any other by name.
+RESPONSES_FIELDS = frozenset(
+    {
+        "access_programs", "background", "background_options", "context_management", "conversation",
+        "image", "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata",
+        "model", "moderation", "parallel_tool_calls", "previous_response_id", "prompt",
+        "prompt_cache_key", "prompt_cache_options", "prompt_cache_retention", "reasoning",
+        "safety_identifier", "service_tier", "store", "stream", "stream_options", "temperature", "text",
+        "tool_choice", "tools", "top_logprobs", "top_p", "truncation", "user",
+    }
+)  # fmt: skip
+#: The smallest ``max_output_tokens`` the Responses API takes.
+RESPONSES_MIN_OUTPUT_TOKENS = 16
+
+
+def _invalid(message: str, param: str, code: str) -> ErrorReply:
+    """A 400 ``invalid_request_error`` with OpenAI's ``code`` for it."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return ErrorReply(400, message, param=param, body={"error": error})
+
+
 async def responses(ctx: RequestContext) -> None:
     """POST /v1/responses."""
     body = ctx.json()
+    for key in body:
+        if key not in RESPONSES_FIELDS:
+            raise _invalid(f"Unknown parameter: '{key}'.", key, "unknown_parameter")
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit < RESPONSES_MIN_OUTPUT_TOKENS:
+        raise _invalid(
+            "Invalid 'max_output_tokens': integer below minimum value. "
+            f"Expected a value >= {RESPONSES_MIN_OUTPUT_TOKENS}, but got {limit} instead.",
+            "max_output_tokens",
+            "integer_below_min_value",
+        )
     model = _model(body)
     if body.get("input") is None and body.get("previous_response_id") is None:
         raise ErrorReply(400, "missing required parameter: 'input'", param="input")

@@ -304,6 +304,24 @@ def test_responses_max_output_tokens_is_incomplete(client: openai.OpenAI) -> Non
     assert response.usage and response.usage.output_tokens == 16
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "param", "code"),
+    [
+        ({"extra_body": {"seed": 3}}, "seed", "unknown_parameter"),
+        ({"max_output_tokens": 8}, "max_output_tokens", "integer_below_min_value"),
+    ],
+)
+def test_responses_refuses_what_openai_refuses(
+    client: openai.OpenAI, kwargs: dict[str, Any], param: str, code: str
+) -> None:
+    # Chat Completions' seed has no Responses field, and 16 is its smallest output limit.
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model="gpt-4o-mini", input="hi", **kwargs)
+    body: Any = raised.value.body
+    assert (body["param"], body["code"], body["type"]) == (param, code, "invalid_request_error")
+    assert param in body["message"]
+
+
 # -- legacy completions ----------------------------------------------------------------------------------------
 
 
