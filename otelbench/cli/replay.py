@@ -172,6 +172,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "for high concurrency (openai, anthropic, ollama; no retries)",
     )
     load.add_argument(
+        "--api",
+        choices=("chat", "responses"),
+        default="chat",
+        help="OpenAI's API for openai: and azure: targets: chat (Chat Completions, default) or responses "
+        "(the Responses API)",
+    )
+    load.add_argument(
         "--max-retries", type=_non_negative_int, default=None, help="SDK retries per request (default 2)"
     )
     load.add_argument("--timeout", type=_positive_float, default=600.0, help="timeout per request in seconds")
@@ -282,6 +289,8 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     from otelbench.replay.options import parse_params
 
     request, body = parse_params(args.param, {t.scheme for t in targets})
+    if args.api == "responses" and not any(t.scheme in ("openai", "azure") for t in targets):
+        raise UsageError("--api responses: no openai: or azure: target (the others keep their own API)")
     slos = [parse_slo(s) for s in args.slo]
     prices = load_prices(args.pricing) if args.pricing else PriceTable()
     dataset = _dataset(args)
@@ -324,6 +333,7 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
             kind=args.client,
             request=request,
             body=body,
+            api=args.api,
         ),
         nonce=args.nonce,
         parallel=args.parallel,

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from otelbench.datasets import Prompt
 
-from .options import BodyFields, Options, options_for
+from .options import RESPONSES_OPTIONS, BodyFields, Options, options_for
 from .targets import COMPATIBLE, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
@@ -106,6 +106,8 @@ class ClientOptions:
     request: Options = field(default_factory=dict)
     #: Provider-specific body fields per scheme (``--param SCHEME:FIELD=JSON``), sent as given.
     body: BodyFields = field(default_factory=dict)
+    #: OpenAI's API for openai: and azure: targets: "chat" (Chat Completions) or "responses".
+    api: str = "chat"
 
     @property
     def clients(self) -> int:
@@ -123,11 +125,13 @@ def make_adapter(
     """The adapter for ``target``'s SDK (or, with ``options.kind == "http"``, its lean client,
     which records through ``tracer_provider`` / ``meter_provider`` itself)."""
     if options.kind == "http":
-        from .lean import LEAN_ADAPTERS
+        from .lean import LEAN_ADAPTERS, RESPONSES_LEAN_ADAPTERS
 
-        if target.scheme not in LEAN_ADAPTERS:
+        lean = RESPONSES_LEAN_ADAPTERS if options.api == "responses" else {}
+        adapter = lean.get(target.scheme) or LEAN_ADAPTERS.get(target.scheme)
+        if adapter is None:
             raise ValueError(f"the http client does not speak {target.scheme}")
-        return LEAN_ADAPTERS[target.scheme](target, options, tracer_provider, meter_provider)
+        return adapter(target, options, tracer_provider, meter_provider)
     if target.scheme == "azure":
         return AzureOpenAIAdapter(target, options)
     if target.sdk == "openai":
@@ -200,6 +204,65 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
     if chunk.usage:
         obs.input_tokens = chunk.usage.prompt_tokens
         obs.output_tokens = chunk.usage.completion_tokens
+
+
+#: Targets ``--api responses`` sends through the Responses API (the rest keep their own API).
+RESPONSES_SCHEMES = frozenset({"openai", "azure"})
+#: Responses-API events that carry output (as the instrumentation counts them).
+RESPONSE_CONTENT_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.refusal.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+_RESPONSE_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def responses_request(prompt: Prompt, model: str, extra: Options) -> dict[str, Any]:
+    """Responses API arguments (= JSON body) for ``prompt``, without ``stream``: the messages,
+    system ones included, are the input items."""
+    kwargs: dict[str, Any] = {"model": model, "input": list(prompt.messages), **extra}
+    if prompt.max_tokens:
+        kwargs["max_output_tokens"] = prompt.max_tokens
+    if prompt.tools:
+        kwargs["tools"] = [
+            {
+                "type": "function",
+                "name": t["name"],
+                "description": t.get("description", ""),
+                "parameters": _json_schema(t),
+            }
+            for t in prompt.tools
+        ]
+    return kwargs
+
+
+def _observe_response_end(obs: Observation, response: Any) -> None:
+    usage = response.usage
+    if usage:
+        obs.input_tokens = usage.input_tokens
+        obs.output_tokens = usage.output_tokens
+    obs.finish_reason = response.status
+
+
+def observe_response(obs: Observation, response: Any) -> None:
+    """A whole (non-streamed) Responses-API ``Response`` arrived now."""
+    obs.chunk()
+    obs.done()
+    _observe_response_end(obs, response)
+
+
+def observe_response_event(obs: Observation, event: Any) -> None:
+    """One Responses-API stream event arrived now."""
+    obs.seen()
+    kind = event.type
+    if kind in RESPONSE_CONTENT_EVENTS:
+        obs.chunk()
+    elif kind in _RESPONSE_FINAL_EVENTS:
+        _observe_response_end(obs, event.response)
 
 
 def anthropic_request(prompt: Prompt, model: str, extra: Options) -> dict[str, Any]:
@@ -298,10 +361,17 @@ class OpenAIAdapter:
         # Resolve the lazily built resources now: the first access imports modules (~0.1 s),
         # which must not land inside the first measured request.
         self.completions = itertools.cycle([c.chat.completions for c in self.clients])
+        self.responses = (
+            itertools.cycle([c.responses for c in self.clients])
+            if options.api == "responses" and target.scheme in RESPONSES_SCHEMES
+            else None
+        )
         self.model = target.model
         self.stream = options.stream
         self.max_key = target.max_tokens_key
         self.extra = options_for(target.scheme, options.request)
+        if self.responses is not None:
+            self.extra = {k: v for k, v in self.extra.items() if k in RESPONSES_OPTIONS}
         self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
         fields = options.body.get(target.scheme)
         self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}
@@ -318,6 +388,9 @@ class OpenAIAdapter:
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
+        if self.responses is not None:
+            await self._respond(prompt, obs, next(self.responses))
+            return
         kwargs = openai_request(prompt, self.model, self.max_key, self.extra)
         completions = next(self.completions)
         obs.send()
@@ -330,6 +403,19 @@ class OpenAIAdapter:
                 observe_openai_chunk(obs, chunk)
         finally:
             await stream.close()  # frees the connection when cancelled mid-stream
+
+    async def _respond(self, prompt: Prompt, obs: Observation, responses: Any) -> None:
+        kwargs = responses_request(prompt, self.model, self.extra)
+        obs.send()
+        if not self.stream:
+            observe_response(obs, await responses.create(**kwargs, **self.extra_body))
+            return
+        stream = await responses.create(**kwargs, stream=True, **self.extra_body)
+        try:
+            async for event in stream:
+                observe_response_event(obs, event)
+        finally:
+            await stream.close()
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""

@@ -46,11 +46,14 @@ from .adapters import (
     observe_ollama_part,
     observe_openai_chunk,
     observe_openai_completion,
+    observe_response,
+    observe_response_event,
     ollama_request,
     openai_request,
+    responses_request,
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
-from .options import options_for
+from .options import RESPONSES_OPTIONS, options_for
 from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, Target
 from .telemetry import CHUNK_TIMING
 
@@ -319,6 +322,56 @@ class AzureLean(OpenAILean):
         return {"Authorization": f"Bearer {token}"} if token else {}
 
 
+class ResponsesLean(LeanAdapter):
+    """``POST /responses`` (OpenAI's Responses API), SSE events."""
+
+    path = "/responses"
+    headers = OpenAILean.headers
+    observe_whole = staticmethod(observe_response)
+    record_whole = staticmethod(openai_extract.on_response)
+
+    def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
+        super().__init__(target, options, *providers)
+        self.extra = {k: v for k, v in self.extra.items() if k in RESPONSES_OPTIONS}
+
+    def body(self, prompt: Prompt) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return responses_request(prompt, self.model, self.extra)
+
+    def request_attributes(self, body: dict[str, Any]) -> dict[str, Any]:
+        """See :class:`LeanAdapter`."""
+        return openai_extract.request_attributes(body, ("max_output_tokens",))
+
+    def stream_reader(self, recorder: LLMRecorder, obs: Observation) -> Callable[[bytes], None]:
+        """See :class:`LeanAdapter`."""
+        record = openai_extract.on_response_event
+
+        def read(event: bytes) -> None:
+            data = sse_data(event)
+            if not data:
+                return
+            item = decode(data)
+            if item.type == "error":
+                raise StreamError(_message(item))
+            observe_response_event(obs, item)
+            record(recorder, item)
+
+        return read
+
+
+class AzureResponsesLean(ResponsesLean):
+    """``POST /openai/responses?api-version=V`` (Azure OpenAI's Responses API; the model is the
+    deployment), SSE events."""
+
+    headers = AzureLean.headers
+
+    def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
+        self.path = (
+            f"/openai/responses?api-version={quote(target.api_version or DEFAULT_AZURE_API_VERSION, safe='')}"
+        )
+        super().__init__(target, options, *providers)
+
+
 class AnthropicLean(LeanAdapter):
     """``POST /v1/messages``, SSE."""
 
@@ -440,3 +493,5 @@ LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
     "ollama": OllamaLean,
     **dict.fromkeys(COMPATIBLE, OpenAILean),
 }
+#: The lean clients of ``--api responses``.
+RESPONSES_LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {"openai": ResponsesLean, "azure": AzureResponsesLean}

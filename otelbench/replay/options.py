@@ -71,6 +71,9 @@ SDK_OPTIONS: dict[str, frozenset[str]] = {
     "bedrock": frozenset({"temperature", "top_p"}),
 }
 
+#: The options the Responses API takes (``--api responses``): no seed or penalties.
+RESPONSES_OPTIONS = frozenset({"temperature", "top_p"})
+
 Options = Mapping[str, int | float]
 #: Provider-specific request-body fields per scheme (``--param SCHEME:FIELD=JSON``), sent as given.
 BodyFields = Mapping[str, Mapping[str, Any]]
@@ -78,8 +81,8 @@ BodyFields = Mapping[str, Mapping[str, Any]]
 #: Fields replay builds itself from the prompt and flags; a ``--param SCHEME:FIELD`` may not
 #: replace them.
 RESERVED_FIELDS = frozenset(
-    {"model", "messages", "system", "prompt", "stream", "stream_options", "max_tokens",
-     "max_completion_tokens", "options", "tools"}
+    {"model", "messages", "system", "prompt", "input", "stream", "stream_options", "max_tokens",
+     "max_completion_tokens", "max_output_tokens", "options", "tools"}
 )  # fmt: skip
 #: The top-level fields of an Ollama chat request replay does not set: the ollama client's
 #: ``chat()`` takes no others.
@@ -151,6 +154,7 @@ __all__ = [
     "OLLAMA_FIELDS",
     "OPTION_TYPES",
     "RESERVED_FIELDS",
+    "RESPONSES_OPTIONS",
     "SDK_OPTIONS",
     "BodyFields",
     "Options",

@@ -27,7 +27,7 @@ from otelbench.summary import QUANTILES, Distribution, TargetStats
 from otelbench.summary.stats import RawDistribution, describe, exact_quantile, holm, mann_whitney
 from otelbench.targets import BenchmarkResult, atomic_write, render_summary, utc_now_iso, write_results
 
-from .adapters import LEAN_SCHEMES
+from .adapters import LEAN_SCHEMES, RESPONSES_SCHEMES
 from .pricing import PriceTable
 from .runner import RawRequest, ReplayOutcome, TargetRun
 from .slo import SLO
@@ -379,6 +379,7 @@ def to_results(
                 "workers": config.workers,
                 "request_options": dict(config.client.request),
                 "request_fields": dict(config.client.body.get(rep.run.target.scheme, {})),
+                "api": config.client.api if rep.run.target.scheme in RESPONSES_SCHEMES else None,
             },
             "partial": outcome.interrupted,
             "metric_errors": rep.errors,
@@ -613,6 +614,8 @@ def _title(outcome: ReplayOutcome) -> str:
     )
     if outcome.workers > 1:
         mode += f", {outcome.workers} client processes"
+    if outcome.config.client.api == "responses":
+        mode += ", openai/azure through the Responses API"
     partial = "PARTIAL (interrupted) - " if outcome.interrupted else ""
     return f"{partial}otelbench replay: dataset {outcome.config.dataset}, {mode}"
 

@@ -98,6 +98,11 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--param", "openai:model=gpt-5"], "replay sets 'model' itself"),
         (["--param", "ollama:num_ctx=4096"], "ollama targets take format, keep_alive, think"),
         (["--sweep", "temperature=0,1", "--param", "temperature=0.5"], "--param temperature is also swept"),
+        (
+            ["--api", "responses", "--target", "anthropic:m@mock"],
+            "--api responses: no openai: or azure: target",
+        ),
+        (["--api", "messages"], "'messages'"),
         (["--bogus"], "--bogus"),
     ],
 )
