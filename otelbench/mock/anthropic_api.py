@@ -42,7 +42,14 @@ def error_body(err: ErrorReply) -> bytes:
     return dumps({"type": "error", "error": {"type": kind, "message": err.message}})
 
 
-ANTHROPIC = ProtocolSpec("anthropic", error_body, b"request-id")
+def stream_error(message: str) -> bytes:
+    """An ``error`` event inside a Messages stream (as Anthropic sends ``overloaded_error``); the SDK
+    raises it."""
+    data = dumps({"type": "error", "error": {"type": "api_error", "message": message}})
+    return b"event: error\ndata: %b\n\n" % data
+
+
+ANTHROPIC = ProtocolSpec("anthropic", error_body, b"request-id", stream_error=stream_error)
 
 DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
 

@@ -34,7 +34,7 @@ def error_body(err: ErrorReply) -> bytes:
     return openai_api.error_body(err)
 
 
-AZURE = ProtocolSpec("azure", error_body)
+AZURE = ProtocolSpec("azure", error_body, stream_error=openai_api.stream_error)
 
 _DEPLOYMENT_OPS = {"chat/completions": "chat", "embeddings": "embeddings"}
 _V1_OPS = {"chat/completions": "chat", "responses": "responses", "embeddings": "embeddings"}

@@ -69,7 +69,18 @@ def error_headers(err: ErrorReply) -> bytes:
     )
 
 
-BEDROCK = ProtocolSpec("bedrock", error_body, b"x-amzn-RequestId", error_headers)
+def stream_error(text: str) -> bytes:
+    """An ``internalServerException`` exception message inside an event stream; botocore raises
+    it as ``EventStreamError``."""
+    headers = (
+        _header(b":exception-type", b"internalServerException")
+        + _header(b":content-type", JSON_CT_HEADER)
+        + _header(b":message-type", b"exception")
+    )
+    return message(headers, dumps({"message": text}))
+
+
+BEDROCK = ProtocolSpec("bedrock", error_body, b"x-amzn-RequestId", error_headers, stream_error)
 
 # -- event-stream framing ----------------------------------------------------------------------
 

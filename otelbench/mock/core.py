@@ -155,6 +155,9 @@ class ProtocolSpec:
     request_id_header: bytes = b"x-request-id"
     #: Extra header lines of an error response (Bedrock names its error code in a header).
     error_headers: Callable[[ErrorReply], bytes] | None = None
+    #: The bytes of an error event in one of its streams (the `error:N` fault), after which the
+    #: stream ends; None: such a fault drops the connection instead.
+    stream_error: Callable[[str], bytes] | None = None
 
 
 Route = Callable[["RequestContext"], Awaitable[None]]
@@ -507,6 +510,8 @@ class RequestContext:
             raise ErrorReply(
                 fault.code, _status_message(fault.code), retry_after=fault.retry_after, body=fault.body
             )
+        if fault.kind == "error" and not rec.stream:
+            raise ErrorReply(500, _status_message(500))  # a whole reply has no stream to fail in
         t0 = req.arrival
         if fault.kind == "hang":
             t0 += fault.seconds
@@ -568,8 +573,11 @@ class RequestContext:
         preamble: bytes,
         chunk: Callable[[int], bytes],
         epilogue: Callable[[], bytes],
+        failure: Callable[[str], bytes] | None = None,
     ) -> None:
-        """Write headers (+ preamble) now, then chunk(i) at t0+ttft+sum(itl), then epilogue + last chunk."""
+        """Write headers (+ preamble) now, then chunk(i) at t0+ttft+sum(itl), then epilogue + last chunk.
+        ``failure(message)``: this stream's error event for an `error:N` fault (default: the
+        protocol's)."""
         rec = self.rec
         rec.stream = True
         rec.status = 200
@@ -580,7 +588,7 @@ class RequestContext:
         scheduler = app.scheduler
         if scheduler is None or scheduler.loop is not self.loop:
             scheduler = app.scheduler = ChunkScheduler(self.loop)
-        pacer = _Pacer(self, scheduler, plan, chunk, epilogue)
+        pacer = _Pacer(self, scheduler, plan, chunk, epilogue, failure or self.spec.stream_error)
         scheduler.add(pacer.deadline, pacer)
         try:
             await pacer.done
@@ -664,6 +672,7 @@ class _Pacer:
         "deadline",
         "done",
         "epilogue",
+        "failure",
         "i",
         "malformed_at",
         "plan",
@@ -679,6 +688,7 @@ class _Pacer:
         plan: Plan,
         chunk: Callable[[int], bytes],
         epilogue: Callable[[], bytes],
+        failure: Callable[[str], bytes] | None,
     ) -> None:
         self.app = ctx.app
         self.conn = ctx.conn
@@ -690,7 +700,9 @@ class _Pacer:
         self.i = 0
         self.deadline = plan.t0 + plan.ttft
         fault = plan.fault
-        self.stop_at = fault.after_chunks if fault.kind == "disconnect" else None
+        # The chunk after which a disconnect or an error event ends the stream.
+        self.stop_at = fault.after_chunks if fault.kind in ("disconnect", "error") else None
+        self.failure = failure if fault.kind == "error" else None
         self.malformed_at = min(fault.after_chunks, plan.n - 1) if fault.kind == "malformed" else -1
         self.done: asyncio.Future[None] = ctx.loop.create_future()
         self.cancelled = False
@@ -766,6 +778,10 @@ class _Pacer:
         if i == n and stop_at is None:
             # Epilogue after the times are set: Ollama's final record reports them.
             parts.append(frame(self.epilogue()) + LAST_CHUNK)
+        if self.failure is not None and (dropped or i == n):
+            # The provider's error event, then a proper end of the chunked body.
+            parts.append(frame(self.failure(_status_message(500))) + LAST_CHUNK)
+            stop_at = None
         if dropped or i == n:
             self.app.finish(rec)
             if parts:

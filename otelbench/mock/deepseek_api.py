@@ -21,7 +21,12 @@ from __future__ import annotations
 from . import openai_api
 from .core import ProtocolSpec, RequestContext
 
-DEEPSEEK = ProtocolSpec("deepseek", openai_api.error_body, request_id_header=b"x-ds-trace-id")
+DEEPSEEK = ProtocolSpec(
+    "deepseek",
+    openai_api.error_body,
+    request_id_header=b"x-ds-trace-id",
+    stream_error=openai_api.stream_error,
+)
 
 
 async def chat_completions(ctx: RequestContext) -> None:

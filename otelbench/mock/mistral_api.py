@@ -47,7 +47,9 @@ def error_body(err: ErrorReply) -> bytes:
     return dumps({"object": "error", "message": err.message, "type": kind, "param": None, "code": None})
 
 
-MISTRAL = ProtocolSpec("mistral", error_body, request_id_header=b"mistral-correlation-id")
+MISTRAL = ProtocolSpec(
+    "mistral", error_body, request_id_header=b"mistral-correlation-id", stream_error=openai_api.stream_error
+)
 
 
 async def chat_completions(ctx: RequestContext) -> None:

@@ -19,7 +19,7 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 
 _N = TypeVar("_N", int, float)
 DistKind = Literal["fixed", "normal", "lognormal", "empirical"]
-FaultKind = Literal["ok", "status", "disconnect", "hang", "malformed"]
+FaultKind = Literal["ok", "status", "disconnect", "hang", "malformed", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ class ModelProfile:
 @dataclass(frozen=True, slots=True)
 class Fault:
     """The outcome forced on one request: normal, an error status, a mid-stream disconnect, a hang,
-    or a malformed chunk."""
+    a malformed chunk, or an in-stream error event."""
 
     kind: FaultKind = "ok"
     code: int = 200
@@ -161,6 +161,14 @@ class Fault:
         return cls("malformed", after_chunks=int(after_chunks))
 
     @classmethod
+    def stream_error(cls, after_chunks: int) -> Fault:
+        """Send `after_chunks` content chunks, then the provider's own in-stream error event, and
+        end the stream there (a non-streamed request gets a 500)."""
+        if int(after_chunks) < 0:
+            raise ValueError(f"after_chunks must be >= 0, got {after_chunks!r}")
+        return cls("error", after_chunks=int(after_chunks))
+
+    @classmethod
     def hang(cls, seconds: float) -> Fault:
         """Wait `seconds` (at most MAX_HANG_SECONDS) before answering normally."""
         _check_non_negative("hang seconds", seconds)
@@ -168,8 +176,8 @@ class Fault:
 
     @classmethod
     def parse(cls, spec: str, retry_after: float | None = None) -> Fault:
-        """Parse `ok`, `CODE[:RETRY_AFTER]`, `disconnect:N`, `malformed:N` or `hang:SECONDS` (the
-        `x-mock-fault` grammar)."""
+        """Parse `ok`, `CODE[:RETRY_AFTER]`, `disconnect:N`, `malformed:N`, `error:N` or `hang:SECONDS`
+        (the `x-mock-fault` grammar)."""
         text = spec.strip().lower()
         head, _, arg = text.partition(":")
         try:
@@ -179,6 +187,8 @@ class Fault:
                 return cls.disconnect(_number(arg or "0", int, "N (content chunks)"))
             if head == "malformed":
                 return cls.malformed(_number(arg or "0", int, "N (content chunks)"))
+            if head == "error":
+                return cls.stream_error(_number(arg or "0", int, "N (content chunks)"))
             if head == "hang":
                 return cls.hang(_number(arg, float, "SECONDS"))
             if head.isdigit():
@@ -186,7 +196,7 @@ class Fault:
         except ValueError as exc:
             raise ValueError(f"bad fault spec {spec!r}: {exc}") from None
         raise ValueError(
-            f"bad fault spec {spec!r}: expected CODE[:RETRY_AFTER], disconnect:N, malformed:N, hang:S or ok"
+            f"bad fault spec {spec!r}: expected CODE[:RETRY_AFTER], disconnect:N, malformed:N, error:N, hang:S or ok"
         )
 
     @property
@@ -194,7 +204,7 @@ class Fault:
         """The spec string recorded in `RequestRecord.fault` (None for a normal outcome)."""
         if self.kind == "status":
             return str(self.code)
-        if self.kind in ("disconnect", "malformed"):
+        if self.kind in ("disconnect", "malformed", "error"):
             return f"{self.kind}:{self.after_chunks}"
         if self.kind == "hang":
             return f"hang:{self.seconds:g}"

@@ -47,7 +47,12 @@ def error_body(err: ErrorReply) -> bytes:
     return dumps({"error": err.message})
 
 
-OLLAMA = ProtocolSpec("ollama", error_body)
+def stream_error(message: str) -> bytes:
+    """An error line inside an NDJSON stream (``{"error": ...}``); the client raises ``ResponseError``."""
+    return dumps({"error": message}) + b"\n"
+
+
+OLLAMA = ProtocolSpec("ollama", error_body, stream_error=stream_error)
 
 DEFAULT_MODELS = ("llama3.2:1b", "qwen2.5:0.5b", "nomic-embed-text")
 

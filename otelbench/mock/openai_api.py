@@ -45,7 +45,14 @@ def error_body(err: ErrorReply) -> bytes:
     return dumps({"error": {"message": err.message, "type": kind, "param": err.param, "code": code}})
 
 
-OPENAI = ProtocolSpec("openai", error_body)
+def stream_error(message: str) -> bytes:
+    """An error inside a Chat Completions (or Completions) stream: an event whose data is OpenAI's
+    error object, which the SDK raises as ``APIError``."""
+    error = {"message": message, "type": "server_error", "param": None, "code": None}
+    return b"data: %b\n\n" % dumps({"error": error})
+
+
+OPENAI = ProtocolSpec("openai", error_body, stream_error=stream_error)
 
 _DONE = b"data: [DONE]\n\n"
 #: Prompt digests the DeepSeek dialect remembers for its automatic cache (then it starts over).
@@ -761,7 +768,16 @@ async def responses(ctx: RequestContext) -> None:
         kind = f"response.{status}"
         return out + event(kind, {"type": kind, "sequence_number": seq + 1, "response": final})
 
-    await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue)
+    def failure(message: str) -> bytes:
+        # The Responses API ends a stream that fails with response.failed (no exception).
+        failed = _response_object(body, rid, created, model, "failed", [], None)
+        failed["error"] = {"code": "server_error", "message": message}
+        seq = first_seq + min(plan.fault.after_chunks, n)
+        return event(
+            "response.failed", {"type": "response.failed", "sequence_number": seq, "response": failed}
+        )
+
+    await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue, failure)
 
 
 # -- embeddings ----------------------------------------------------------------------------------------

@@ -322,6 +322,31 @@ def test_responses_refuses_what_openai_refuses(
     assert param in body["message"]
 
 
+@pytest.mark.parametrize("after", [2, OUTPUT_TOKENS + 5])
+def test_error_fault_ends_the_stream_with_an_error_event(
+    client: openai.OpenAI, mock: MockServer, after: int
+) -> None:
+    # After min(N, all) content chunks comes OpenAI's error event, on a properly ended stream.
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-err", messages=MESSAGES, stream=True, extra_headers=hdrs(fault=f"error:{after}")
+    )
+    contents: list[str] = []
+    with pytest.raises(openai.APIError) as raised:
+        for chunk in raw.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                contents.append(chunk.choices[0].delta.content)
+    assert len(contents) == min(after, OUTPUT_TOKENS)
+    assert "injected by the mock" in raised.value.message
+    record = record_for(mock, raw.headers["x-request-id"])
+    assert (record.status, record.fault, record.chunks) == (200, f"error:{after}", len(contents))
+    assert not record.client_closed
+    # A whole reply has no stream to fail in: a 500.
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="gpt-err", messages=MESSAGES, extra_headers=hdrs(fault="error:0")
+        )
+
+
 # -- legacy completions ----------------------------------------------------------------------------------------
 
 

@@ -447,11 +447,24 @@ def test_fault_specs() -> None:
     assert Fault.parse("disconnect:4") == Fault.disconnect(4)
     assert Fault.parse("hang:2") == Fault.hang(2)
     assert Fault.parse("malformed:3") == Fault.malformed(3) and Fault.parse("malformed") == Fault.malformed(0)
+    assert Fault.parse("error:2") == Fault.stream_error(2) and Fault.parse("error") == Fault.stream_error(0)
     assert Fault.parse("ok") == Fault.ok()
     assert Fault.hang(10_000).seconds == MAX_HANG_SECONDS
     faults = (Fault.ok(), Fault.status(529), Fault.disconnect(0), Fault.hang(0.5), Fault.malformed(2))
     assert [f.label for f in faults] == [None, "529", "disconnect:0", "hang:0.5", "malformed:2"]
-    for bad in ("", "boom", "200", "disconnect:x", "hang:-1", "429:soon", "malformed:-1", "malformed:x"):
+    assert Fault.stream_error(1).label == "error:1"
+    bad_specs = (
+        "",
+        "boom",
+        "200",
+        "disconnect:x",
+        "hang:-1",
+        "429:soon",
+        "malformed:-1",
+        "malformed:x",
+        "error:-1",
+    )
+    for bad in bad_specs:
         with pytest.raises(ValueError):
             Fault.parse(bad)
     with pytest.raises(ValueError):

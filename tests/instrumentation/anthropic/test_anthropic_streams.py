@@ -338,3 +338,15 @@ def test_non_retried_400_reraises_sdk_exception_unchanged(otel: Otel, mock_serve
     (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
     assert point.attributes[semconv.ERROR_TYPE] == "BadRequestError"
     assert [e for e in span.events if e.name == semconv.EVENT_ATTEMPT] == []
+
+
+def test_error_event_mid_stream_sets_error_type(otel: Otel, client: anthropic.Anthropic) -> None:
+    # Anthropic reports a failure after the stream began (an overloaded model, typically) as an
+    # `error` event; the SDK raises it.
+    with pytest.raises(anthropic.APIError) as info:
+        list(_raw(client, extra_headers=headers(fault="error:2")))
+    a = _attrs(otel)
+    assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__
+    assert a[semconv.STREAM_CHUNK_COUNT] == 2
+    (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
+    assert point.attributes[semconv.ERROR_TYPE] == type(info.value).__qualname__

@@ -178,3 +178,20 @@ def test_throttled_stream_retried_then_timed(otel: Otel, mock_server: MockServer
     assert events[0][semconv.ERROR_TYPE] == "ThrottlingException"
     assert events[1][semconv.HTTP_RESPONSE_STATUS_CODE] == 200
     client.close()
+
+
+def test_exception_event_mid_stream_sets_error_type(otel: Otel, mock_server: MockServer) -> None:
+    # Bedrock reports a failure after the stream began as an exception message
+    # (internalServerException); botocore raises it while the app iterates.
+    model = "bedrock-stream-error-model"
+    mock_server.script(model, [Fault.stream_error(2)])
+    client = bedrock_client(mock_server)
+    response = client.converse_stream(modelId=model, messages=MESSAGES)
+    with pytest.raises(Exception) as info:
+        list(response["stream"])
+    response["stream"].close()  # botocore leaves the connection to the caller after an error
+    assert "internalServerException" in str(info.value)
+    a = only_span(otel).attributes or {}
+    assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__
+    assert a[semconv.STREAM_CHUNK_COUNT] == 2
+    client.close()

@@ -239,3 +239,17 @@ def test_async_http_error_reraises_unchanged(otel: Otel, mock_server: MockServer
     a = _single(otel)
     assert a[semconv.ERROR_TYPE] == "ResponseError"
     assert a[semconv.HTTP_RESPONSE_STATUS_CODE] == 503
+
+
+def test_error_line_mid_stream_sets_error_type(otel: Otel, mock_server: MockServer) -> None:
+    # Ollama reports a failure after the stream began (the runner died, out of memory...) as an
+    # {"error": ...} line; the client raises it as ResponseError.
+    received = 0
+    with client_with(mock_server, fault="error:2") as client, pytest.raises(ollama.ResponseError):
+        for part in client.chat(model=MODEL, messages=MESSAGES, stream=True):
+            received += bool(part.message.content)
+    assert received == 2
+    span = only_span(otel)
+    a = attrs(span)
+    assert a[semconv.ERROR_TYPE] == "ResponseError" and a[semconv.STREAM_CHUNK_COUNT] == 2
+    assert span.status.is_ok is False
