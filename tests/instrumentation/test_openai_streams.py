@@ -262,3 +262,35 @@ def test_non_retried_400_reraises_sdk_exception_unchanged(otel: Otel, mock_serve
     (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
     assert point.attributes[semconv.ERROR_TYPE] == "BadRequestError"
     assert [e for e in span.events if e.name == semconv.EVENT_ATTEMPT] == []
+
+
+def test_error_event_mid_stream_sets_error_type(otel: Otel, client: openai.OpenAI) -> None:
+    # OpenAI reports a failure after the stream began as an event carrying an error object; the
+    # SDK raises it, and the span and every metric point name it.
+    stream = _stream(client, extra_headers=headers(fault="error:2"))
+    with pytest.raises(openai.APIError) as info:
+        list(stream)
+    a = _single(otel)
+    assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__ == "APIError"
+    assert a[semconv.STREAM_CHUNK_COUNT] == 2
+    (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
+    assert point.attributes[semconv.ERROR_TYPE] == "APIError"
+
+
+def test_failed_response_event_sets_error_type(otel: Otel, client: openai.OpenAI) -> None:
+    # The Responses API ends a failing stream with response.failed and raises nothing: the
+    # operation failed all the same, with the error's code as error.type.
+    events = list(
+        client.responses.create(
+            model="gpt-4o-mini", input="hi", stream=True, extra_headers=headers(fault="error:2")
+        )
+    )
+    assert events[-1].type == "response.failed"
+    span = otel.spans()[-1]
+    a = span.attributes or {}
+    assert a[semconv.ERROR_TYPE] == "server_error"
+    assert a[semconv.GEN_AI_RESPONSE_FINISH_REASONS] == ("error",)
+    assert a[semconv.STREAM_CHUNK_COUNT] == 2
+    assert span.status.status_code.name == "ERROR" and span.status.description == "server_error"
+    (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
+    assert point.attributes[semconv.ERROR_TYPE] == "server_error"

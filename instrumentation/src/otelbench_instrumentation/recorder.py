@@ -148,6 +148,7 @@ class LLMRecorder:
         "_closed_early",
         "_context_token",
         "_each_gap",
+        "_failure",
         "_final_attempt_recorded",
         "_finish_reasons",
         "_folded_chunks",
@@ -219,6 +220,7 @@ class LLMRecorder:
         self._cache_creation: int | None = None
         self._reasoning: int | None = None
         self._closed_early = False
+        self._failure: str | None = None
         self._output_parts: list[str] | None = [] if telemetry.settings.capture_content else None
 
         metric_attrs: dict[str, AttributeValue] = {
@@ -392,11 +394,17 @@ class LLMRecorder:
         """End the operation as failed; ``error.type`` is ``error_type`` or the exception's class."""
         self._finish(error_type or type(exc).__qualname__, exc)
 
+    def set_error(self, error_type: str) -> None:
+        """The provider said the operation failed without the SDK raising (a Responses-API
+        ``response.failed`` event): it ends as failed, with this ``error.type``."""
+        self._failure = error_type
+
     def end(self, *, closed_early: bool = False, end_ns: int | None = None) -> None:
-        """End the operation successfully (``closed_early``: the caller stopped a stream; ``end_ns``:
-        when the response ended on the ``clock``, if the caller knows it better than now)."""
+        """End the operation (``closed_early``: the caller stopped a stream; ``end_ns``: when the
+        response ended on the ``clock``, if the caller knows it better than now): successfully,
+        unless :meth:`set_error` said otherwise."""
         self._closed_early = closed_early
-        self._finish(None, None, end_ns)
+        self._finish(self._failure, None, end_ns)
 
     def _finish(self, error_type: str | None, exc: BaseException | None, end_ns: int | None = None) -> None:
         if self.ended:
@@ -463,7 +471,7 @@ class LLMRecorder:
             )
         if error_type:
             span_attrs[semconv.ERROR_TYPE] = error_type
-            span.set_status(Status(StatusCode.ERROR, _short(exc)))
+            span.set_status(Status(StatusCode.ERROR, _short(exc) if exc is not None else error_type))
         if span_attrs:
             span.set_attributes(span_attrs)
 

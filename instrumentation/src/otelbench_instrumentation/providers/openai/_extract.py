@@ -235,6 +235,10 @@ def on_response(recorder: LLMRecorder, response: Any) -> None:
     if status == "incomplete":
         details = getattr(response, "incomplete_details", None)
         reason = getattr(details, "reason", None) or "incomplete"
+    elif status == "failed":
+        # A failure reported in the response itself (response.failed): the SDK raises nothing.
+        code = getattr(getattr(response, "error", None), "code", None)
+        recorder.set_error(code if isinstance(code, str) and code else "failed")
     recorder.set_response(
         response_id=getattr(response, "id", None),
         model=getattr(response, "model", None),
