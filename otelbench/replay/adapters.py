@@ -54,6 +54,9 @@ class Observation:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    #: Set when the provider reported a failure inside a 200 response (Responses API's
+    #: ``response.failed``): its error code.
+    error_type: str | None = None
     #: Where chunk and end times are read (the lean client: when the bytes were read).
     clock: Callable[[], int] = time.perf_counter_ns
 
@@ -240,12 +243,23 @@ def responses_request(prompt: Prompt, model: str, extra: Options) -> dict[str, A
     return kwargs
 
 
+class ResponseFailed(Exception):
+    """The Responses API ended a response with status ``failed``: the request failed, and its
+    ``error_type`` is the error's code (as the instrumentation names it)."""
+
+    def __init__(self, error_type: str) -> None:
+        super().__init__(error_type)
+        self.error_type = error_type
+
+
 def _observe_response_end(obs: Observation, response: Any) -> None:
     usage = response.usage
     if usage:
         obs.input_tokens = usage.input_tokens
         obs.output_tokens = usage.output_tokens
     obs.finish_reason = response.status
+    if response.status == "failed":
+        obs.error_type = getattr(response.error, "code", None) or "failed"
 
 
 def observe_response(obs: Observation, response: Any) -> None:
@@ -409,13 +423,15 @@ class OpenAIAdapter:
         obs.send()
         if not self.stream:
             observe_response(obs, await responses.create(**kwargs, **self.extra_body))
-            return
-        stream = await responses.create(**kwargs, stream=True, **self.extra_body)
-        try:
-            async for event in stream:
-                observe_response_event(obs, event)
-        finally:
-            await stream.close()
+        else:
+            stream = await responses.create(**kwargs, stream=True, **self.extra_body)
+            try:
+                async for event in stream:
+                    observe_response_event(obs, event)
+            finally:
+                await stream.close()
+        if obs.error_type is not None:
+            raise ResponseFailed(obs.error_type)
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""

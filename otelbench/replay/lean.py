@@ -39,6 +39,7 @@ from otelbench_instrumentation.streams import feed_reader
 from .adapters import (
     ClientOptions,
     Observation,
+    ResponseFailed,
     anthropic_request,
     observe_anthropic_event,
     observe_anthropic_message,
@@ -212,7 +213,8 @@ class LeanAdapter:
             raise
         except BaseException as exc:
             if recorder is not None:
-                recorder.fail(exc)
+                # A failed response is named by its code, as the SDK instrumentation names it.
+                recorder.fail(exc, exc.error_type if isinstance(exc, ResponseFailed) else None)
             raise
         if recorder is not None:
             recorder.end(end_ns=obs.end_ns)  # when the last item arrived, not when we got to it
@@ -355,8 +357,16 @@ class ResponsesLean(LeanAdapter):
                 raise StreamError(_message(item))
             observe_response_event(obs, item)
             record(recorder, item)
+            if obs.error_type is not None:
+                raise ResponseFailed(obs.error_type)
 
         return read
+
+    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
+        """See :class:`LeanAdapter`; a ``failed`` response fails the request."""
+        super().read_whole(recorder, obs, body)
+        if obs.error_type is not None:
+            raise ResponseFailed(obs.error_type)
 
 
 class AzureResponsesLean(ResponsesLean):

@@ -39,3 +39,18 @@ def test_other_targets_keep_their_api() -> None:
     config = sdk_replay_config("anthropic:mock-a@mock", True, {})
     outcome = run_replay(replace(config, client=replace(config.client, api="responses")))
     assert {r.path for r in outcome.mock_records} == {"/v1/messages"}
+
+
+@pytest.mark.parametrize("kind", ["sdk", "http"])
+def test_a_failed_response_is_a_failed_request(kind: str) -> None:
+    # response.failed arrives in a 200 stream and the SDK raises nothing: replay still counts
+    # the request as failed, named by the error's code in its own log and in the metrics alike.
+    config = sdk_replay_config("openai:mock-f@mock", True, {"error:1": 0.5}, max_retries=0, kind=kind)
+    outcome = run_replay(replace(config, client=replace(config.client, api="responses")))
+    (run,) = outcome.runs
+    faulted = [r for r in outcome.mock_records if r.fault == "error:1"]
+    failed = [r for r in run.measured if not r.ok]
+    assert 0 < len(faulted) < 16 and len(failed) == len(faulted)
+    assert {r.error_type for r in failed} == {"server_error"}
+    assert all(len(r.chunk_ns) == 1 for r in failed)
+    assert run.metrics is not None and run.metrics.errors == {"server_error": len(failed)}
