@@ -19,7 +19,7 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from otelbench.datasets import BUILTIN, Dataset, load_dataset, parse_shape, synthetic, with_max_tokens
+from otelbench.datasets import BUILTIN, Dataset, Prompt, load_dataset, parse_shape, synthetic, with_max_tokens
 from otelbench.errors import ProviderError, UsageError
 from otelbench.load import Limits
 from otelbench.replay.pricing import PriceTable, load_prices
@@ -297,6 +297,7 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     prompts = list(dataset.prompts)
     if args.max_tokens:
         prompts = with_max_tokens(prompts, args.max_tokens)
+    _check_responses_limits(args, targets, prompts)
     mock_config = None
     if args.mock_config:
         if not any(t.is_mock for t in targets):
@@ -344,6 +345,25 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
         workers=args.workers,
     )
     return config, slos, prices
+
+
+def _check_responses_limits(args: argparse.Namespace, targets: list[Target], prompts: list[Prompt]) -> None:
+    # The Responses API refuses a max_output_tokens below its minimum: say so before sending.
+    from otelbench.replay.adapters import RESPONSES_MIN_OUTPUT_TOKENS, RESPONSES_SCHEMES
+
+    if args.api != "responses" or not any(t.scheme in RESPONSES_SCHEMES for t in targets):
+        return
+    small = [
+        p.max_tokens
+        for p in prompts
+        if p.max_tokens is not None and p.max_tokens < RESPONSES_MIN_OUTPUT_TOKENS
+    ]
+    if small:
+        raise UsageError(
+            f"--api responses: the Responses API takes max_output_tokens of {RESPONSES_MIN_OUTPUT_TOKENS} or more, "
+            f"but {len(small)} prompts ask for fewer (the smallest {min(small)}); "
+            f"set --max-tokens {RESPONSES_MIN_OUTPUT_TOKENS} or more"
+        )
 
 
 def _check_client(args: argparse.Namespace, targets: list[Target]) -> None:

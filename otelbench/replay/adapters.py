@@ -211,6 +211,8 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
 
 #: Targets ``--api responses`` sends through the Responses API (the rest keep their own API).
 RESPONSES_SCHEMES = frozenset({"openai", "azure"})
+#: The smallest ``max_output_tokens`` the Responses API accepts.
+RESPONSES_MIN_OUTPUT_TOKENS = 16
 #: Responses-API events that carry output (as the instrumentation counts them).
 RESPONSE_CONTENT_EVENTS = frozenset(
     {

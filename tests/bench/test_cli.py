@@ -103,6 +103,11 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
             "--api responses: no openai: or azure: target",
         ),
         (["--api", "messages"], "'messages'"),
+        (
+            ["--api", "responses", "--target", "openai:m@mock", "--max-tokens", "8"],
+            "the Responses API takes max_output_tokens of 16 or more, but 36 prompts ask for fewer (the smallest 8)",
+        ),
+        (["--api", "responses", "--shape", "100:4"], "set --max-tokens 16 or more"),
         (["--bogus"], "--bogus"),
     ],
 )
