@@ -115,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  Anthropic: base_url={server.anthropic_base_url}", flush=True)
         print(f"  Ollama:    host={server.ollama_host}", flush=True)
         print(f"  Bedrock:   endpoint_url={server.bedrock_endpoint_url}", flush=True)
+        print(f"  Azure:     azure_endpoint={server.azure_endpoint}", flush=True)
+        print(f"  Mistral:   base_url={server.mistral_base_url}", flush=True)
+        print(f"  DeepSeek:  base_url={server.deepseek_base_url}", flush=True)
         # wait() with a timeout so signals are handled promptly on every platform.
         while not stop.wait(0.5):
             pass

@@ -140,6 +140,7 @@ def test_cli_serves_until_interrupted(tmp_path: Path, workers: int) -> None:
             first = proc.stdout.readline()
             assert ("2 worker processes" in first) == (workers == 2), first
             url = first.split()[4]
+            banner = "".join(proc.stdout.readline() for _ in range(7))
             for _ in range(3):
                 request = urllib.request.Request(
                     url + "/api/generate",
@@ -151,6 +152,11 @@ def test_cli_serves_until_interrupted(tmp_path: Path, workers: int) -> None:
             proc.send_signal(signal.SIGINT)
             out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
+    # The banner names where each SDK points.
+    assert (
+        f"  Mistral:   base_url={url}/mistral/v1\n" in banner
+        and f"  DeepSeek:  base_url={url}/deepseek\n" in banner
+    )
     rows = [json.loads(line) for line in truth.read_text().splitlines()]
     assert len(rows) == 3 and all(r["path"] == "/api/generate" and r["output_tokens"] == 3 for r in rows)
     assert {r["worker"] for r in rows} <= set(range(workers))
