@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from otelbench.datasets import Prompt
+from otelbench_instrumentation.providers.openai._extract import reasoning_delta
 
 from .options import RESPONSES_OPTIONS, BodyFields, Options, options_for
 from .targets import COMPATIBLE, Target, aws_region
@@ -198,8 +199,7 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
             or delta.tool_calls
             or delta.refusal
             # Reasoning text streamed before the answer (DeepSeek, xAI, vLLM, OpenRouter...).
-            or getattr(delta, "reasoning_content", None)
-            or getattr(delta, "reasoning", None)
+            or reasoning_delta(delta)
         ):
             obs.chunk()
         if choice.finish_reason:

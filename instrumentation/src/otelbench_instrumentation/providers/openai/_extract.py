@@ -81,11 +81,25 @@ def embeddings_request_attributes(kwargs: Mapping[str, Any]) -> dict[str, Attrib
     return {semconv.GEN_AI_REQUEST_ENCODING_FORMATS: [fmt]} if isinstance(fmt, str) else {}
 
 
+def undeclared(obj: Any, name: str) -> Any:
+    """Field ``name`` of an SDK model that may not declare it (other providers' additions), or
+    of a decoded JSON object; None when absent. A missing attribute costs a pydantic model an
+    AttributeError (~2.5 us): the undeclared fields are read from ``__pydantic_extra__``."""
+    extra = getattr(obj, "__pydantic_extra__", None)
+    if isinstance(extra, dict):
+        value = extra.get(name)
+        # A newer SDK may declare it: declared fields live in the instance's __dict__.
+        return value if value is not None else obj.__dict__.get(name)
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
 def reasoning_delta(delta: Any) -> Any:
     """Reasoning text streamed before the answer by OpenAI-compatible servers: a chunk of output
     like Anthropic's thinking deltas (``reasoning_content``: DeepSeek, xAI, vLLM, Qwen;
     ``reasoning``: OpenRouter, Groq, Ollama, newer vLLM). Only read when ``content`` is empty."""
-    return getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+    return undeclared(delta, "reasoning_content") or undeclared(delta, "reasoning")
 
 
 def _usage(recorder: LLMRecorder, usage: Any, *, responses_api: bool) -> None:
@@ -101,7 +115,7 @@ def _usage(recorder: LLMRecorder, usage: Any, *, responses_api: bool) -> None:
         out_details = getattr(usage, "completion_tokens_details", None)
     cached = getattr(in_details, "cached_tokens", None)
     if cached is None and not responses_api:
-        cached = getattr(usage, "prompt_cache_hit_tokens", None)  # DeepSeek's own field
+        cached = undeclared(usage, "prompt_cache_hit_tokens")  # DeepSeek's own field
     recorder.on_usage(
         input_tokens=inp,
         output_tokens=out,
