@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import itertools
 import math
 import os
@@ -490,9 +491,14 @@ class AnthropicAdapter:
         self.messages = itertools.cycle([c.messages for c in self.clients])
         self.model = target.model
         self.stream = options.stream
-        self.extra = options_for("anthropic", options.request)
-        fields = options.body.get("anthropic")
-        self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}
+        # anthropic 2.x dropped temperature/top_p/top_k from messages.create() (a TypeError there):
+        # the options it does not name travel in the body, where the API reads them.
+        named = inspect.signature(type(self.clients[0].messages).create).parameters
+        extra = options_for("anthropic", options.request)
+        self.extra = {k: v for k, v in extra.items() if k in named}
+        body = {k: v for k, v in extra.items() if k not in named}
+        body.update(options.body.get("anthropic", {}))
+        self.extra_body: dict[str, Any] = {"extra_body": body} if body else {}
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""

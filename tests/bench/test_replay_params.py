@@ -96,3 +96,12 @@ def test_results_record_the_params(tmp_path: Path, capsys: pytest.CaptureFixture
     assert deepseek["load"]["request_options"] == openai["load"]["request_options"] == {"temperature": 0.3}
     assert deepseek["load"]["request_fields"] == {"thinking": {"type": "disabled"}}
     assert openai["load"]["request_fields"] == {}
+
+
+def test_anthropic_sampling_options_reach_any_sdk_version() -> None:
+    # anthropic 2.x's messages.create() no longer names temperature/top_p/top_k (passing them
+    # raised TypeError on every request): they now travel in the body when it does not.
+    config = sdk_replay_config("anthropic:mock-a@mock", True, {})
+    client = replace(config.client, request={"temperature": 0.2, "top_p": 0.9, "top_k": 5})
+    (run,) = run_replay(replace(config, client=client)).runs
+    assert len(run.measured) == 16 and all(r.ok for r in run.measured), {r.error_type for r in run.measured}
