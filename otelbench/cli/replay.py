@@ -289,6 +289,7 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     from otelbench.replay.options import parse_params
 
     request, body = parse_params(args.param, {t.scheme for t in targets})
+    _note_unsent(request, targets, args.api)
     if args.api == "responses" and not any(t.scheme in ("openai", "azure") for t in targets):
         raise UsageError("--api responses: no openai: or azure: target (the others keep their own API)")
     slos = [parse_slo(s) for s in args.slo]
@@ -345,6 +346,29 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
         workers=args.workers,
     )
     return config, slos, prices
+
+
+def _note_unsent(request: dict[str, int | float], targets: list[Target], api: str) -> None:
+    # An option some targets' API has no parameter for is not sent to them: say so, once.
+    from otelbench.replay.adapters import RESPONSES_SCHEMES
+    from otelbench.replay.options import RESPONSES_OPTIONS, SDK_OPTIONS
+
+    for key in request:
+        skipped = [
+            t.id
+            for t in targets
+            if key
+            not in (
+                RESPONSES_OPTIONS
+                if api == "responses" and t.scheme in RESPONSES_SCHEMES
+                else SDK_OPTIONS[t.scheme]
+            )
+        ]
+        if skipped:
+            print(
+                f"otelbench: note: --param {key} is not sent to {', '.join(skipped)} (no such request parameter)",
+                file=sys.stderr,
+            )
 
 
 def _check_responses_limits(args: argparse.Namespace, targets: list[Target], prompts: list[Prompt]) -> None:

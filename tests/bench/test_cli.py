@@ -438,3 +438,44 @@ def test_metrics_that_missed_every_request_are_named() -> None:
     host, port = run.target.host_port
     run.metrics = TargetStats("openai", "m", host, port, requests=5)
     assert "Metrics counted" not in render_markdown(outcome, [build_report(run, [], PriceTable())], [])
+
+
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        (
+            ["--target", "openai:mock-n@mock", "--target", "anthropic:mock-n@mock", "--param", "top_k=5"],
+            "note: --param top_k is not sent to openai:mock-n (no such request parameter)",
+        ),
+        (
+            [
+                "--api",
+                "responses",
+                "--target",
+                "openai:mock-n@mock",
+                "--target",
+                "ollama:mock-n@mock",
+                "--param",
+                "seed=3",
+            ],
+            "note: --param seed is not sent to openai:mock-n (no such request parameter)",
+        ),
+    ],
+)
+def test_a_param_some_targets_cannot_take_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], note: str
+) -> None:
+    code, _, err = run_main(
+        capsys,
+        "replay",
+        *args,
+        "--requests",
+        "1",
+        "--warmup",
+        "0",
+        "--no-progress",
+        "--output-dir",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    assert note in err and err.count("note: --param") == 1
