@@ -286,11 +286,11 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     """Validate every option and build the run's configuration (UsageError on bad input)."""
     targets = _targets(args)
     _check_client(args, targets)
-    from otelbench.replay.options import parse_params
+    from otelbench.replay.options import RESPONSES_SCHEMES, parse_params
 
     request, body = parse_params(args.param, {t.scheme for t in targets})
     _note_unsent(request, targets, args.api)
-    if args.api == "responses" and not any(t.scheme in ("openai", "azure") for t in targets):
+    if args.api == "responses" and not any(t.scheme in RESPONSES_SCHEMES for t in targets):
         raise UsageError("--api responses: no openai: or azure: target (the others keep their own API)")
     slos = [parse_slo(s) for s in args.slo]
     prices = load_prices(args.pricing) if args.pricing else PriceTable()
@@ -350,20 +350,10 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
 
 def _note_unsent(request: dict[str, int | float], targets: list[Target], api: str) -> None:
     # An option some targets' API has no parameter for is not sent to them: say so, once.
-    from otelbench.replay.adapters import RESPONSES_SCHEMES
-    from otelbench.replay.options import RESPONSES_OPTIONS, SDK_OPTIONS
+    from otelbench.replay.options import accepted_options
 
     for key in request:
-        skipped = [
-            t.id
-            for t in targets
-            if key
-            not in (
-                RESPONSES_OPTIONS
-                if api == "responses" and t.scheme in RESPONSES_SCHEMES
-                else SDK_OPTIONS[t.scheme]
-            )
-        ]
+        skipped = [t.id for t in targets if key not in accepted_options(t.scheme, api)]
         if skipped:
             print(
                 f"otelbench: note: --param {key} is not sent to {', '.join(skipped)} (no such request parameter)",
@@ -373,7 +363,8 @@ def _note_unsent(request: dict[str, int | float], targets: list[Target], api: st
 
 def _check_responses_limits(args: argparse.Namespace, targets: list[Target], prompts: list[Prompt]) -> None:
     # The Responses API refuses a max_output_tokens below its minimum: say so before sending.
-    from otelbench.replay.adapters import RESPONSES_MIN_OUTPUT_TOKENS, RESPONSES_SCHEMES
+    from otelbench.replay.adapters import RESPONSES_MIN_OUTPUT_TOKENS
+    from otelbench.replay.options import RESPONSES_SCHEMES
 
     if args.api != "responses" or not any(t.scheme in RESPONSES_SCHEMES for t in targets):
         return

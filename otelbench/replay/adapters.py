@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from otelbench.datasets import Prompt
 from otelbench_instrumentation.providers.openai._extract import reasoning_delta
 
-from .options import RESPONSES_OPTIONS, BodyFields, Options, options_for
+from .options import RESPONSES_SCHEMES, BodyFields, Options, options_for
 from .targets import COMPATIBLE, Target, aws_region
 
 #: ``max_tokens`` sent to Anthropic (which requires one) when the prompt names none.
@@ -210,8 +210,6 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
         obs.output_tokens = chunk.usage.completion_tokens
 
 
-#: Targets ``--api responses`` sends through the Responses API (the rest keep their own API).
-RESPONSES_SCHEMES = frozenset({"openai", "azure"})
 #: The smallest ``max_output_tokens`` the Responses API accepts.
 RESPONSES_MIN_OUTPUT_TOKENS = 16
 #: Responses-API events that carry output (as the instrumentation counts them).
@@ -386,9 +384,7 @@ class OpenAIAdapter:
         self.model = target.model
         self.stream = options.stream
         self.max_key = target.max_tokens_key
-        self.extra = options_for(target.scheme, options.request)
-        if self.responses is not None:
-            self.extra = {k: v for k, v in self.extra.items() if k in RESPONSES_OPTIONS}
+        self.extra = options_for(target.scheme, options.request, options.api)
         self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
         fields = options.body.get(target.scheme)
         self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}

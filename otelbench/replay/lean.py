@@ -54,7 +54,7 @@ from .adapters import (
     responses_request,
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
-from .options import RESPONSES_OPTIONS, options_for
+from .options import options_for
 from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, Target
 from .telemetry import CHUNK_TIMING
 
@@ -134,7 +134,7 @@ class LeanAdapter:
         self.endpoint = Endpoint.parse(target.endpoint)
         self.model = target.model
         self.stream = options.stream
-        self.extra = options_for(target.scheme, options.request)
+        self.extra = options_for(target.scheme, options.request, options.api)
         self.fields = dict(options.body.get(target.scheme, {}))
         self.pool = Pool(self.endpoint, options.timeout, self.headers(target))
         # server.address / server.port: the endpoint just parsed (as Target.host_port would say).
@@ -331,10 +331,6 @@ class ResponsesLean(LeanAdapter):
     headers = OpenAILean.headers
     observe_whole = staticmethod(observe_response)
     record_whole = staticmethod(openai_extract.on_response)
-
-    def __init__(self, target: Target, options: ClientOptions, *providers: Any) -> None:
-        super().__init__(target, options, *providers)
-        self.extra = {k: v for k, v in self.extra.items() if k in RESPONSES_OPTIONS}
 
     def body(self, prompt: Prompt) -> dict[str, Any]:
         """See :class:`LeanAdapter`."""

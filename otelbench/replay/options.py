@@ -71,6 +71,8 @@ SDK_OPTIONS: dict[str, frozenset[str]] = {
     "bedrock": frozenset({"temperature", "top_p"}),
 }
 
+#: Targets ``--api responses`` sends through the Responses API (the rest keep their own API).
+RESPONSES_SCHEMES = frozenset({"openai", "azure"})
 #: The options the Responses API takes (``--api responses``): no seed or penalties.
 RESPONSES_OPTIONS = frozenset({"temperature", "top_p"})
 
@@ -89,9 +91,17 @@ RESERVED_FIELDS = frozenset(
 OLLAMA_FIELDS = frozenset({"think", "format", "keep_alive"})
 
 
-def options_for(scheme: str, options: Options) -> dict[str, int | float]:
-    """The subset of ``options`` that ``scheme``'s SDK accepts."""
-    accepted = SDK_OPTIONS.get(scheme, frozenset())
+def accepted_options(scheme: str, api: str = "chat") -> frozenset[str]:
+    """The options ``scheme``'s targets take through OpenAI's ``api`` ("chat" or "responses";
+    only openai: and azure: targets go through the Responses API)."""
+    if api == "responses" and scheme in RESPONSES_SCHEMES:
+        return RESPONSES_OPTIONS
+    return SDK_OPTIONS.get(scheme, frozenset())
+
+
+def options_for(scheme: str, options: Options, api: str = "chat") -> dict[str, int | float]:
+    """The subset of ``options`` that ``scheme``'s targets take (through ``api``)."""
+    accepted = accepted_options(scheme, api)
     return {k: v for k, v in options.items() if k in accepted}
 
 
@@ -155,9 +165,11 @@ __all__ = [
     "OPTION_TYPES",
     "RESERVED_FIELDS",
     "RESPONSES_OPTIONS",
+    "RESPONSES_SCHEMES",
     "SDK_OPTIONS",
     "BodyFields",
     "Options",
+    "accepted_options",
     "options_for",
     "parse_params",
 ]

@@ -27,7 +27,8 @@ from otelbench.summary import QUANTILES, Distribution, TargetStats
 from otelbench.summary.stats import RawDistribution, describe, exact_quantile, holm, mann_whitney
 from otelbench.targets import BenchmarkResult, atomic_write, render_summary, utc_now_iso, write_results
 
-from .adapters import LEAN_SCHEMES, RESPONSES_SCHEMES
+from .adapters import LEAN_SCHEMES
+from .options import RESPONSES_SCHEMES
 from .pricing import PriceTable
 from .runner import RawRequest, ReplayOutcome, TargetRun
 from .slo import SLO
