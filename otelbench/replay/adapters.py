@@ -57,7 +57,7 @@ class Observation:
     output_tokens: int | None = None
     finish_reason: str | None = None
     #: Set when the provider reported a failure inside a 200 response (Responses API's
-    #: ``response.failed``): its error code.
+    #: ``response.failed``): its error code. The runner then counts the request failed.
     error_type: str | None = None
     #: Where chunk and end times are read (the lean client: when the bytes were read).
     clock: Callable[[], int] = time.perf_counter_ns
@@ -244,15 +244,6 @@ def responses_request(prompt: Prompt, model: str, extra: Options) -> dict[str, A
     return kwargs
 
 
-class ResponseFailed(Exception):
-    """The Responses API ended a response with status ``failed``: the request failed, and its
-    ``error_type`` is the error's code (as the instrumentation names it)."""
-
-    def __init__(self, error_type: str) -> None:
-        super().__init__(error_type)
-        self.error_type = error_type
-
-
 def _observe_response_end(obs: Observation, response: Any) -> None:
     usage = response.usage
     if usage:
@@ -422,15 +413,13 @@ class OpenAIAdapter:
         obs.send()
         if not self.stream:
             observe_response(obs, await responses.create(**kwargs, **self.extra_body))
-        else:
-            stream = await responses.create(**kwargs, stream=True, **self.extra_body)
-            try:
-                async for event in stream:
-                    observe_response_event(obs, event)
-            finally:
-                await stream.close()
-        if obs.error_type is not None:
-            raise ResponseFailed(obs.error_type)
+            return
+        stream = await responses.create(**kwargs, stream=True, **self.extra_body)
+        try:
+            async for event in stream:
+                observe_response_event(obs, event)
+        finally:
+            await stream.close()
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""

@@ -39,7 +39,6 @@ from otelbench_instrumentation.streams import feed_reader
 from .adapters import (
     ClientOptions,
     Observation,
-    ResponseFailed,
     anthropic_request,
     observe_anthropic_event,
     observe_anthropic_message,
@@ -213,8 +212,7 @@ class LeanAdapter:
             raise
         except BaseException as exc:
             if recorder is not None:
-                # A failed response is named by its code, as the SDK instrumentation names it.
-                recorder.fail(exc, exc.error_type if isinstance(exc, ResponseFailed) else None)
+                recorder.fail(exc)
             raise
         if recorder is not None:
             recorder.end(end_ns=obs.end_ns)  # when the last item arrived, not when we got to it
@@ -353,16 +351,8 @@ class ResponsesLean(LeanAdapter):
                 raise StreamError(_message(item))
             observe_response_event(obs, item)
             record(recorder, item)
-            if obs.error_type is not None:
-                raise ResponseFailed(obs.error_type)
 
         return read
-
-    def read_whole(self, recorder: LLMRecorder, obs: Observation, body: bytes) -> None:
-        """See :class:`LeanAdapter`; a ``failed`` response fails the request."""
-        super().read_whole(recorder, obs, body)
-        if obs.error_type is not None:
-            raise ResponseFailed(obs.error_type)
 
 
 class AzureResponsesLean(ResponsesLean):

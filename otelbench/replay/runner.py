@@ -42,7 +42,7 @@ from otelbench.summary import TargetStats, summarize
 from otelbench.summary.stats import exact_quantile
 from otelbench.targets import current_rss_mib, process_usage
 
-from .adapters import Adapter, ClientOptions, Observation, ResponseFailed, make_adapter
+from .adapters import Adapter, ClientOptions, Observation, make_adapter
 from .progress import NullProgress, Progress
 from .targets import Target
 from .telemetry import ATTR_WARMUP, ExportStats, RecordedValues, Telemetry, instrumented
@@ -549,6 +549,11 @@ class _Runner:
                 raw.sent_ns = time.perf_counter_ns()
                 try:
                     await adapter.request(prompt, obs)
+                    if obs.error_type is not None:
+                        # A failure inside a 200 response (response.failed): the SDKs raise
+                        # nothing; named by its code, as the instrumentation's error.type is.
+                        raw.status = "error"
+                        raw.error_type = obs.error_type
                 except asyncio.CancelledError:
                     raw.status = "cancelled"
                     raise
@@ -628,8 +633,6 @@ def _error_type(exc: BaseException, adapter: Adapter) -> str:
     # Unreachable endpoints get one stable name across SDKs, so the run can say so plainly.
     if adapter.is_connection_error(exc):
         return CONNECTION_ERROR
-    if isinstance(exc, ResponseFailed):
-        return exc.error_type  # the provider's code, as the instrumentation reports it
     return type(exc).__qualname__
 
 
