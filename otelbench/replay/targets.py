@@ -15,7 +15,7 @@
                                                resource's https://NAME.openai.azure.com), key from
                                                AZURE_OPENAI_API_KEY, API version from
                                                OPENAI_API_VERSION (default 2024-10-21)
-    deepseek:deepseek-chat                     another provider's OpenAI-compatible API through
+    deepseek:deepseek-v4-flash                 another provider's OpenAI-compatible API through
     groq:llama-3.3-70b-versatile               the openai SDK, at its public URL with its own key
     xai:grok-3-mini                            (COMPATIBLE below): DEEPSEEK_API_KEY, GROQ_API_KEY,
     mistral:mistral-small-latest               XAI_API_KEY, MISTRAL_API_KEY, GEMINI_API_KEY (or
