@@ -113,6 +113,19 @@ class StreamError(Exception):
     """The server reported an error inside a stream (an SSE ``error`` event or an error record)."""
 
 
+def _typed_event(event: bytes) -> Any:
+    """The decoded data of one SSE event whose objects carry a ``type`` (Anthropic's, the
+    Responses API's), None for an event without data; an ``error`` one raises StreamError with
+    its message (in ``error`` for Anthropic, at the top for the Responses API)."""
+    data = sse_data(event)
+    if not data:
+        return None
+    item = decode(data)
+    if item.type == "error":
+        raise StreamError(_message(item.error or item))
+    return item
+
+
 class LeanAdapter:
     """Shared request flow; subclasses name the path, headers, body and readers of one API."""
 
@@ -343,12 +356,9 @@ class ResponsesLean(LeanAdapter):
         record = openai_extract.on_response_event
 
         def read(event: bytes) -> None:
-            data = sse_data(event)
-            if not data:
+            item = _typed_event(event)
+            if item is None:
                 return
-            item = decode(data)
-            if item.type == "error":
-                raise StreamError(_message(item))
             observe_response_event(obs, item)
             record(recorder, item)
 
@@ -395,12 +405,9 @@ class AnthropicLean(LeanAdapter):
         put, take = feed_reader(anthropic_extract.stream_events, recorder)
 
         def read(event: bytes) -> None:
-            data = sse_data(event)
-            if not data:
+            item = _typed_event(event)
+            if item is None:
                 return
-            item = decode(data)
-            if item.type == "error":
-                raise StreamError(_message(item.error))
             observe_anthropic_event(obs, item)
             put(item)
             take()
