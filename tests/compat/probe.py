@@ -1,4 +1,4 @@
-"""Run inside a virtualenv of the lowest declared versions (see test_lowest_versions.py).
+"""Run inside a virtualenv of the lowest or the newest versions (see test_versions.py).
 
 Uses only the instrumentation, the OpenTelemetry SDK and the libraries it instruments (no
 otelbench, no pytest): every scenario calls the mock at ``sys.argv[1]`` through the official
