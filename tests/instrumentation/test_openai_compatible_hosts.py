@@ -170,9 +170,31 @@ def test_reasoning_deltas_are_chunks(otel: Otel, thinking_server: MockServer) ->
     a = only_span(otel).attributes or {}
     ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
     assert isinstance(ttft, float) and 0.02 <= ttft < 0.02 + 0.06  # not the first answer chunk's
+    # The answer starts three gaps later, and has its own time.
+    answer = a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK]
+    assert isinstance(answer, float) and 0.02 + 3 * 0.06 <= answer < 0.02 + 4 * 0.06
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(answer)
     assert a[semconv.STREAM_CHUNK_COUNT] == 6
     assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
     assert a[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 3
     # One mean gap per stream (OTELBENCH_CHUNK_TIMING=mean): 5 gaps of 60 ms.
     (gaps,) = otel.points(semconv.METRIC_TIME_PER_OUTPUT_CHUNK)
     assert gaps.count == 1 and 0.055 <= gaps.sum < 0.1
+
+
+def test_without_thinking_there_is_no_time_to_answer(otel: Otel, thinking_server: MockServer) -> None:
+    # Thinking disabled, the first chunk is the answer's: TTFT says it all, nothing more recorded.
+    http = httpx.Client(transport=ToMock(f"{thinking_server.url}/deepseek"))
+    with openai.OpenAI(base_url="https://api.deepseek.com", api_key="k", http_client=http) as client:
+        stream = client.chat.completions.create(
+            model="deepseek-v4-flash",
+            messages=MESSAGES,
+            stream=True,
+            extra_body={"thinking": {"type": "disabled"}},
+        )
+        assert len([c for c in stream if c.choices and c.choices[0].delta.content]) == 6
+    a = only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6 and semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a
+    assert semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK not in a
+    assert otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK) == []

@@ -96,11 +96,19 @@ class Telemetry:
                 semconv.DESCRIPTION_TOKEN_DETAIL,
                 semconv.BUCKETS_TOKENS,
             )
+            self.time_to_first_answer_chunk = _histogram(
+                meter,
+                semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK,
+                semconv.UNIT_SECONDS,
+                semconv.DESCRIPTION_TIME_TO_FIRST_ANSWER_CHUNK,
+                semconv.BUCKETS_DURATION,
+            )
         except Exception:
             log.debug("meter unavailable; metrics disabled", exc_info=True)
             noop = metrics.NoOpMeter(SCOPE_NAME)
             self.duration = self.token_usage = self.time_to_first_chunk = noop.create_histogram("noop")
             self.time_per_output_chunk = self.token_detail = self.duration
+            self.time_to_first_answer_chunk = self.duration
 
     def start_llm(
         self,
@@ -142,6 +150,7 @@ class LLMRecorder:
     """Span + metrics of one logical LLM operation (all retries of it included)."""
 
     __slots__ = (
+        "_answering",
         "_attempts",
         "_cache_creation",
         "_cache_read",
@@ -156,6 +165,7 @@ class LLMRecorder:
         "_metric_attrs",
         "_output_parts",
         "_output_tokens",
+        "_reasoned",
         "_reasoning",
         "_recorder_token",
         "_response_attrs",
@@ -167,6 +177,7 @@ class LLMRecorder:
         "chunk_times",
         "clock",
         "ended",
+        "first_answer_ns",
         "fold_at",
         "has_response",
         "streaming",
@@ -207,6 +218,10 @@ class LLMRecorder:
         #: only: "each" needs every gap until the end, when the metric attributes are known).
         self.fold_at = sys.maxsize if self._each_gap else CHUNK_TIMES_KEPT
         self._folded_chunks = 0
+        #: When the first answer chunk came after reasoning chunks (``clock`` ns; 0: it did not).
+        #: Readers that track reasoning themselves set it; on_chunk()/on_reasoning_chunk() do.
+        self.first_answer_ns = 0
+        self._answering = self._reasoned = False
         self._attempts = 1
         self._final_attempt_recorded = False
         self._finish_reasons: list[str] = []
@@ -316,11 +331,26 @@ class LLMRecorder:
             log.debug("could not record final attempt", exc_info=True)
 
     def on_chunk(self) -> None:
-        """A content-bearing chunk (text or tool-call delta) arrived; the first one sets TTFT."""
+        """An answer chunk (text, tool-call or refusal delta) arrived; the first chunk of any
+        kind sets TTFT."""
+        now = self.clock()
+        times = self.chunk_times
+        times.append(now)
+        if len(times) > self.fold_at:
+            self.fold_chunk_times()
+        if not self._answering:
+            if self._reasoned:
+                self.first_answer_ns = now
+            self._answering = True
+
+    def on_reasoning_chunk(self) -> None:
+        """A reasoning chunk (a thinking model's thoughts, streamed before its answer) arrived."""
         times = self.chunk_times
         times.append(self.clock())
         if len(times) > self.fold_at:
             self.fold_chunk_times()
+        if not self._answering:
+            self._reasoned = True
 
     def fold_chunk_times(self) -> None:
         """Keep only the first and last chunk times, and the count (what mean timing needs), so
@@ -457,6 +487,9 @@ class LLMRecorder:
         if chunks:
             ttft = (times[0] - self._start_ns) / 1e9
             span_attrs[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttft
+        if self.first_answer_ns:
+            time_to_answer = (self.first_answer_ns - self._start_ns) / 1e9
+            span_attrs[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK] = time_to_answer
         if self._output_parts:
             span_attrs[semconv.GEN_AI_OUTPUT_MESSAGES] = self._truncate(
                 _to_json(
@@ -478,6 +511,8 @@ class LLMRecorder:
         t.duration.record((end_ns - self._start_ns) / 1e9, attrs)
         if chunks:
             t.time_to_first_chunk.record(ttft, attrs)
+            if self.first_answer_ns:
+                t.time_to_first_answer_chunk.record(time_to_answer, attrs)
             if chunks > 1:
                 per_chunk = t.time_per_output_chunk
                 if self._each_gap:

@@ -167,14 +167,20 @@ def _add_text_blocks(recorder: LLMRecorder, blocks: Any) -> None:
             recorder.add_output_text(text)
 
 
-def _has_delta_content(delta: Any) -> bool:
-    """A Converse/Nova delta that carries output: text, a tool-use fragment or reasoning text."""
+def _on_delta(recorder: LLMRecorder, delta: Any) -> None:
+    """A Converse/Nova delta: an answer chunk (text or a tool-use fragment), a reasoning chunk
+    (reasoning text), or neither (a signature)."""
     if not isinstance(delta, Mapping):
-        return False
+        return
     if delta.get("text") or delta.get("toolUse"):
-        return True
+        recorder.on_chunk()
+        text = delta.get("text")
+        if isinstance(text, str):
+            recorder.add_output_text(text)
+        return
     reasoning = delta.get("reasoningContent")
-    return isinstance(reasoning, Mapping) and bool(reasoning.get("text"))
+    if isinstance(reasoning, Mapping) and reasoning.get("text"):
+        recorder.on_reasoning_chunk()
 
 
 def _converse_event(
@@ -183,12 +189,7 @@ def _converse_event(
     """One Converse-shaped stream event (also the payload shape of Nova's InvokeModel chunks)."""
     delta_event = event.get("contentBlockDelta")
     if delta_event is not None:
-        delta = delta_event.get("delta")
-        if _has_delta_content(delta):
-            recorder.on_chunk()
-            text = delta.get("text")
-            if isinstance(text, str):
-                recorder.add_output_text(text)
+        _on_delta(recorder, delta_event.get("delta"))
         return
     stop = event.get("messageStop")
     if stop is not None:
@@ -254,7 +255,9 @@ class InvokeStreamEvents:
             if isinstance(delta, Mapping):
                 field = _ANTHROPIC_DELTA_FIELDS.get(delta.get("type"))  # type: ignore[arg-type]
                 value = delta.get(field) if field else None
-                if value:
+                if value and field == "thinking":
+                    recorder.on_reasoning_chunk()
+                elif value:
                     recorder.on_chunk()
                     if field == "text":
                         recorder.add_output_text(value)

@@ -180,6 +180,7 @@ def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Gener
     times, fold_at, clock = recorder.chunk_times, recorder.fold_at, recorder.clock
     arrived = times.append
     capture = recorder.capture_content
+    answering = reasoning = False  # an answer chunk seen; thinking chunks before it
     with ending(recorder, records):
         yield None
         for chunk in records:
@@ -188,16 +189,25 @@ def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Gener
                 if chat:
                     message = chunk.message
                     text = message.content
-                    content = text or getattr(message, "thinking", None) or message.tool_calls
+                    answer = text or message.tool_calls
+                    thought = not answer and getattr(message, "thinking", None)
                 else:
-                    text = chunk.response
-                    content = text or getattr(chunk, "thinking", None)
-                if content:
-                    arrived(clock())
+                    text = answer = chunk.response
+                    thought = not answer and getattr(chunk, "thinking", None)
+                if answer or thought:
+                    now = clock()
+                    arrived(now)
                     if len(times) > fold_at:
                         recorder.fold_chunk_times()
                     if text and capture:
                         recorder.add_output_text(text)
+                    if not answering:
+                        if answer:
+                            if reasoning:
+                                recorder.first_answer_ns = now
+                            answering = True
+                        else:
+                            reasoning = True
                 if chunk.done:
                     _on_final(recorder, chunk)
                 elif not recorder.has_response:

@@ -173,12 +173,13 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
     arrived = times.append
     capture = recorder.capture_content
     responded = recorder.has_response
+    answering = reasoning = False  # an answer chunk seen; reasoning chunks before it
     with ending(recorder, chunks):
         yield None
         for chunk in chunks:
             try:
                 choices = chunk.choices
-                content_seen = finished = False
+                content_seen = thought = finished = False
                 for choice in choices or ():
                     delta = choice.delta
                     if delta is not None:
@@ -187,16 +188,26 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
                             content_seen = True
                             if capture:
                                 recorder.add_output_text(text)
-                        elif delta.tool_calls or getattr(delta, "refusal", None) or reasoning_delta(delta):
+                        elif delta.tool_calls or getattr(delta, "refusal", None):
                             content_seen = True
+                        elif reasoning_delta(delta):
+                            thought = True
                     reason = choice.finish_reason
                     if reason:
                         finished = True
                         recorder.add_finish_reason(reason)
-                if content_seen:
-                    arrived(clock())
+                if content_seen or thought:
+                    now = clock()
+                    arrived(now)
                     if len(times) > fold_at:
                         recorder.fold_chunk_times()
+                    if not answering:
+                        if content_seen:
+                            if reasoning:
+                                recorder.first_answer_ns = now
+                            answering = True
+                        else:
+                            reasoning = True
                 # Azure opens with a prompt-filter chunk whose id and model are empty.
                 if not responded and chunk.id:
                     recorder.set_response(
@@ -272,10 +283,9 @@ _CONTENT_EVENTS = frozenset(
         "response.function_call_arguments.delta",
         "response.refusal.delta",
         "response.custom_tool_call_input.delta",
-        "response.reasoning_text.delta",
-        "response.reasoning_summary_text.delta",
     }
 )
+_REASONING_EVENTS = frozenset({"response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
 _FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -286,6 +296,8 @@ def on_response_event(recorder: LLMRecorder, event: Any) -> None:
         recorder.on_chunk()
         if kind == "response.output_text.delta":
             recorder.add_output_text(event.delta)
+    elif kind in _REASONING_EVENTS:
+        recorder.on_reasoning_chunk()
     elif kind in _FINAL_EVENTS:
         on_response(recorder, event.response)
     elif kind == "response.created":
