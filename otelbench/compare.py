@@ -65,7 +65,7 @@ _LOWER = re.compile(
 #: Spread and extremes: a rank test of location says little about them, so they are never tested.
 _UNTESTABLE = re.compile(r"_(std|cv|min|max)(_|$)")
 #: Raw-log fields of ``otelbench replay`` and the series they feed.
-_RAW_LOG_SERIES = {"ttft": "ttft_s", "duration": "duration_s", "tpot": "tpot_s"}
+_RAW_LOG_SERIES = {"ttft": "ttft_s", "ttfa": "ttfa_s", "duration": "duration_s", "tpot": "tpot_s"}
 #: Order of verdicts in the table: what needs attention first.
 _ORDER: dict[str, int] = {
     "regression": 0,

@@ -32,6 +32,7 @@ UID = "otelbench-genai"
 
 _S = semconv.UNIT_SECONDS
 TTFT = prometheus_name(semconv.METRIC_TIME_TO_FIRST_CHUNK, _S)
+TTFA = prometheus_name(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK, _S)
 DURATION = prometheus_name(semconv.METRIC_OPERATION_DURATION, _S)
 CHUNK = prometheus_name(semconv.METRIC_TIME_PER_OUTPUT_CHUNK, _S)
 TOKEN = prometheus_name(METRIC_TIME_PER_OUTPUT_TOKEN, _S)
@@ -117,6 +118,14 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 description="From the request to the first output chunk (gen_ai.client.operation.time_to_first_chunk).",
             ),
             Panel("Time to first token: distribution", _heatmap(TTFT), "s", kind="heatmap"),
+            Panel(
+                "Time to first answer chunk",
+                _quantiles(TTFA, GENAI),
+                "s",
+                description="From the request to the first chunk of the answer, after a thinking model's "
+                "reasoning chunks; equal to time to first token without reasoning "
+                "(otelbench.client.operation.time_to_first_answer_chunk).",
+            ),
             Panel("Operation duration", _quantiles(DURATION, GENAI), "s"),
             Panel("Operation duration: distribution", _heatmap(DURATION), "s", kind="heatmap"),
             Panel(

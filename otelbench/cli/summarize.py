@@ -18,6 +18,8 @@ from otelbench.summary import QUANTILES
 from otelbench.summary.prometheus import Prometheus, PromTargetStats, Quantile, summarize_prometheus
 
 _SHOWN = (("ttft", "TTFT"), ("duration", "duration"), ("time_per_chunk", "chunk gap"))
+#: Shown when it differs from TTFT somewhere (a thinking model); else it repeats TTFT's values.
+_ANSWER = ("ttfa", "first answer")
 
 
 def register(sub: Any) -> None:
@@ -62,13 +64,16 @@ def run(args: argparse.Namespace) -> int:
 
 def render(stats: list[PromTargetStats]) -> str:
     """A plain-text table, one row per provider/model."""
+    shown = list(_SHOWN)
+    if any(s.latencies.get("ttfa", {}) != s.latencies.get("ttft", {}) for s in stats):
+        shown.insert(1, _ANSWER)
     header = ["target", "requests", "errors", "instances"]
-    for _, label in _SHOWN:
+    for _, label in shown:
         header += [f"{label} p{q * 100:g} ms" for q in QUANTILES]
     rows = [header]
     for s in stats:
         row = [s.key, str(s.requests), str(sum(s.errors.values())), str(s.instances)]
-        for name, _ in _SHOWN:
+        for name, _ in shown:
             row += [_cell(s.latencies.get(name, {}).get(q)) for q in QUANTILES]
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -33,9 +33,10 @@ from .pricing import PriceTable
 from .runner import RawRequest, ReplayOutcome, TargetRun
 from .slo import SLO
 
-LATENCIES = ("ttft", "duration", "tpot", "itl")
+LATENCIES = ("ttft", "ttfa", "duration", "tpot", "itl")
 LABELS = {
     "ttft": "time to first token",
+    "ttfa": "time to first answer chunk",
     "duration": "request duration",
     "tpot": "time per output token",
     "itl": "inter-chunk gap",
@@ -167,6 +168,8 @@ def _raw_values(requests: Sequence[RawRequest], latency: str) -> list[float]:
     """Per-request values the instrumentation recorded (the same ones the histograms hold)."""
     if latency == "ttft":
         return [t for r in requests if (t := r.ttft) is not None]
+    if latency == "ttfa":
+        return [t for r in requests if (t := r.ttfa) is not None]
     if latency == "duration":
         return [d for r in requests if (d := r.duration) is not None]
     if latency == "tpot":
@@ -179,6 +182,7 @@ def _metric(stats: TargetStats | None, latency: str) -> Distribution | None:
         return None
     return {
         "ttft": stats.ttft,
+        "ttfa": stats.ttfa,
         "duration": stats.duration,
         "tpot": stats.time_per_token,
         "itl": stats.time_per_chunk,
@@ -245,6 +249,8 @@ def _cross_check(report: TargetReport) -> None:
 def _per_request(r: RawRequest, metric: str) -> float | None:
     if metric == "ttft":
         return r.ttft
+    if metric == "ttfa":
+        return r.ttfa
     if metric == "duration":
         return r.duration
     if metric == "tpot":
@@ -278,10 +284,22 @@ def _histogram_quantile(dist: Distribution, q: float, raw: RawDistribution | Non
     return raw.quantiles.get(q, math.nan) if raw else math.nan
 
 
-def compare(reports: Sequence[TargetReport], latencies: Iterable[str] = COMPARED) -> list[PairTest]:
-    """Pairwise Mann-Whitney tests on raw values, Holm-adjusted over the whole matrix."""
+def answers_late(reports: Sequence[TargetReport]) -> bool:
+    """Whether some target's first answer chunk came after its first chunk: a thinking model's
+    reasoning came first. (Otherwise the two latencies hold the same values.)"""
+    return any((a := r.latencies["ttfa"].metric) and a != r.latencies["ttft"].metric for r in reports)
+
+
+def compared(reports: Sequence[TargetReport]) -> tuple[str, ...]:
+    """The latencies of the comparison matrix: with a thinking model, the first answer chunk too."""
+    return ("ttft", "ttfa", "duration") if answers_late(reports) else COMPARED
+
+
+def compare(reports: Sequence[TargetReport], latencies: Iterable[str] | None = None) -> list[PairTest]:
+    """Pairwise Mann-Whitney tests on raw values, Holm-adjusted over the whole matrix (of
+    ``compared(reports)`` unless ``latencies`` names others)."""
     raw_tests = []
-    for name in latencies:
+    for name in compared(reports) if latencies is None else latencies:
         for i, a in enumerate(reports):
             for b in reports[i + 1 :]:
                 va = _raw_values([r for r in a.run.measured if r.ok], name)
@@ -447,7 +465,10 @@ def _rows(reports: Sequence[TargetReport], rate: float | None) -> list[tuple[str
         rows.append((label, list(cells)))
 
     add("requests (failed)", (f"{r.requests} ({sum(r.errors.values())})" for r in reports))
-    for name, label in (("ttft", "TTFT"), ("duration", "duration")):
+    shown = [("ttft", "TTFT"), ("duration", "duration")]
+    if answers_late(reports):
+        shown.insert(1, ("ttfa", "first answer chunk"))
+    for name, label in shown:
         add(f"{label} p50 [95% CI] ms", (_with_ci(r.latencies[name]) for r in reports))
         add(
             f"{label} p95 / p99 ms",
@@ -586,7 +607,7 @@ def render_terminal(
         table.add_row(Text(label), *(Text(c) for c in cells))
     parts: list[RenderableType] = [Text(_title(outcome)), table]
     if len(reports) > 1 and pairs:
-        for latency in COMPARED:
+        for latency in compared(reports):
             grid = _matrix(reports, pairs, latency)
             m = Table(
                 box=box.SIMPLE_HEAD,
@@ -670,7 +691,7 @@ def render_markdown(
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     if len(reports) > 1 and pairs:
-        for latency in COMPARED:
+        for latency in compared(reports):
             lines += [
                 f"**{LABELS[latency]}**: median of row / median of column",
                 "",

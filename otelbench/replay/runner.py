@@ -89,6 +89,11 @@ class RawRequest:
         return self.recorded.ttft if self.recorded else None
 
     @property
+    def ttfa(self) -> float | None:
+        """Recorded time to the first answer chunk, when reasoning came first (seconds)."""
+        return self.recorded.ttfa if self.recorded else None
+
+    @property
     def duration(self) -> float | None:
         """Recorded operation duration (seconds)."""
         return self.recorded.duration if self.recorded else None
@@ -151,6 +156,7 @@ class RawRequest:
             "output_tokens": self.output_tokens,
             # What the instrumentation recorded (aggregated into the exported histograms).
             "ttft_s": sec(self.ttft, 9),
+            "ttfa_s": sec(self.ttfa, 9),
             "duration_s": sec(self.duration, 9),
             "tpot_s": sec(self.tpot, 9),
             "chunk_gaps_s": [round(g, 9) for g in self.gaps],

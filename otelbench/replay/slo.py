@@ -1,7 +1,8 @@
 """Service-level objectives: ``--slo ttft_p95=500ms`` and the goodput they define.
 
-Grammar: ``METRIC_pQ=VALUE UNIT`` with METRIC one of ``ttft``, ``duration`` (alias ``e2e``),
-``tpot`` (time per output token) or ``itl`` (inter-chunk gap, alias ``gap``); Q a percentile
+Grammar: ``METRIC_pQ=VALUE UNIT`` with METRIC one of ``ttft``, ``ttfa`` (time to the first answer
+chunk of a thinking model), ``duration`` (alias ``e2e``), ``tpot`` (time per output token) or
+``itl`` (inter-chunk gap, alias ``gap``); Q a percentile
 (``p50``, ``p95``, ``p99``, ``p99.9``); UNIT ``us``, ``ms`` or ``s``. Examples:
 ``ttft_p95=500ms``, ``duration_p99=4s``, ``tpot_p50=30ms``.
 
@@ -20,6 +21,7 @@ from otelbench.errors import UsageError
 
 METRICS = {
     "ttft": "ttft",
+    "ttfa": "ttfa",
     "duration": "duration",
     "e2e": "duration",
     "tpot": "tpot",
@@ -49,7 +51,7 @@ def parse_slo(text: str) -> SLO:
     """Parse one ``--slo`` value; a UsageError names the bad value."""
     spec = text.strip().lower().replace(" ", "")
     found = _SYNTAX.match(spec)
-    hint = "expected METRIC_pQ=VALUE with METRIC ttft|duration|tpot|itl and unit us|ms|s, e.g. ttft_p95=500ms"
+    hint = "expected METRIC_pQ=VALUE with METRIC ttft|ttfa|duration|tpot|itl and unit us|ms|s, e.g. ttft_p95=500ms"
     if not found:
         raise UsageError(f"invalid --slo {text!r}: {hint}")
     metric = METRICS.get(found["metric"])

@@ -137,6 +137,7 @@ class RecordedValues:
     """What the instrumentation recorded into its histograms for one request."""
 
     ttft: float | None = None
+    ttfa: float | None = None
     duration: float | None = None
     gaps: list[float] = field(default_factory=list)
     input_tokens: int | None = None
@@ -149,6 +150,8 @@ class RecordedValues:
             self.gaps.append(float(amount))
         elif name == semconv.METRIC_TIME_TO_FIRST_CHUNK:
             self.ttft = float(amount)
+        elif name == semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK:
+            self.ttfa = float(amount)
         elif name == semconv.METRIC_OPERATION_DURATION:
             self.duration = float(amount)
             error = (attributes or {}).get(semconv.ERROR_TYPE)

@@ -62,6 +62,8 @@ class TargetStats:
     errors: dict[str, int] = field(default_factory=dict)
     duration: Distribution | None = None
     ttft: Distribution | None = None
+    #: Time to the first answer chunk, of streams that reasoned first (thinking models).
+    ttfa: Distribution | None = None
     time_per_chunk: Distribution | None = None
     time_per_token: Distribution | None = None
     input_tokens: int = 0
@@ -193,6 +195,8 @@ def summarize(data: MetricsData | None) -> list[TargetStats]:
                     t.errors[str(error)] = t.errors.get(str(error), 0) + point.count
             elif metric.name == semconv.METRIC_TIME_TO_FIRST_CHUNK:
                 latency[key]["ttft"].append(point)
+            elif metric.name == semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK:
+                latency[key]["ttfa"].append(point)
             elif metric.name == semconv.METRIC_TIME_PER_OUTPUT_CHUNK:
                 latency[key]["chunk"].append(point)
             elif metric.name == METRIC_TIME_PER_OUTPUT_TOKEN:
@@ -206,6 +210,7 @@ def summarize(data: MetricsData | None) -> list[TargetStats]:
     for key, t in stats.items():
         t.duration = _merge(latency[key]["duration"])
         t.ttft = _merge(latency[key]["ttft"])
+        t.ttfa = _merge(latency[key]["ttfa"])
         t.time_per_chunk = _merge(latency[key]["chunk"])
         t.time_per_token = _merge(latency[key]["token"])
     return sorted(stats.values(), key=lambda s: (s.key, s.server_address or "", s.server_port or 0))

@@ -56,6 +56,7 @@ TOKEN_TYPE = prometheus_label(semconv.GEN_AI_TOKEN_TYPE)
 LATENCIES = {
     "duration": prometheus_name(semconv.METRIC_OPERATION_DURATION, semconv.UNIT_SECONDS),
     "ttft": prometheus_name(semconv.METRIC_TIME_TO_FIRST_CHUNK, semconv.UNIT_SECONDS),
+    "ttfa": prometheus_name(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK, semconv.UNIT_SECONDS),
     "time_per_chunk": prometheus_name(semconv.METRIC_TIME_PER_OUTPUT_CHUNK, semconv.UNIT_SECONDS),
     "time_per_token": prometheus_name(METRIC_TIME_PER_OUTPUT_TOKEN, semconv.UNIT_SECONDS),
 }

@@ -173,7 +173,7 @@ def test_console_script_bad_input_and_debug() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "otelbench: error: invalid --slo 'ttft_p95=soon': expected METRIC_pQ=VALUE with METRIC "
-        "ttft|duration|tpot|itl and unit us|ms|s, e.g. ttft_p95=500ms"
+        "ttft|ttfa|duration|tpot|itl and unit us|ms|s, e.g. ttft_p95=500ms"
     ]
     debug = subprocess.run(
         [OTELBENCH, "--debug", "replay", "--slo", "ttft_p95=soon"],
@@ -277,6 +277,30 @@ def test_dataset_shape_nonce_slo_and_no_stream_options(
     assert code == 0, err
     (result,) = _latest(out_dir)["results"]
     assert "ttft_p50_s" not in result["metrics"] and result["metrics"]["duration_p50_s"] > 0
+
+
+def test_a_thinking_model_reports_when_its_answer_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = tmp_path / "out"
+    common = ["--requests", "6", "--warmup", "1", "--no-progress", "--output-dir", str(out_dir)]
+    code, out, err = run_main(
+        capsys, "replay", "--target", "deepseek:mock-fast@mock", "--target", "openai:mock-balanced@mock",
+        "--slo", "ttfa_p95=10s", *common,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "first answer chunk p50" in out and "SLO ttfa_p95=10s" in out and "MISSED" not in out
+    assert "time to first answer chunk: median of row / median of column" in out  # compared too
+    results = {r["target_id"]: r["metrics"] for r in _latest(out_dir)["results"]}
+    thinking, plain = results["replay/deepseek:mock-fast"], results["replay/openai:mock-balanced"]
+    # The mock's DeepSeek reasons for the first half of its ~20 chunks, 10 ms apart.
+    assert thinking["ttfa_p50_s"] - thinking["ttft_p50_s"] > 0.05
+    assert plain["ttfa_p50_s"] == plain["ttft_p50_s"]
+    assert thinking["goodput_rps"] > 0 and plain["goodput_rps"] > 0
+    # Without a thinking model the row would repeat TTFT's.
+    code, out, err = run_main(capsys, "replay", "--target", "openai:mock-balanced@mock", *common)
+    assert code == 0, err
+    assert "TTFT p50" in out and "first answer chunk" not in out
 
 
 def _latest(out_dir: Path) -> dict:  # type: ignore[type-arg]

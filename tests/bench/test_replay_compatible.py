@@ -127,3 +127,7 @@ def test_deepseek_thinking_is_timed_from_its_first_reasoning_chunk(kind: str) ->
     assert run.metrics is not None and run.metrics.requests == 16 and run.metrics.ttft is not None
     assert run.metrics.ttft.q(0.5) < 0.1
     assert run.metrics.output_tokens == 16 * 6
+    # The answer's first chunk comes three 40 ms gaps after the first reasoning chunk.
+    ttfa = run.metrics.ttfa
+    assert ttfa is not None and ttfa.count == 16 and 0.13 <= ttfa.q(0.5) < 0.2
+    assert all(r.ttfa is not None and r.ttft is not None and r.ttfa - r.ttft > 0.1 for r in run.measured)

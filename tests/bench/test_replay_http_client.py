@@ -106,7 +106,11 @@ def _one(
 
 def _fixed(attributes: Any) -> dict[str, Any]:
     """Span attributes without the per-response ones (ids, timings, rates), which always differ."""
-    varying = (semconv.GEN_AI_RESPONSE_ID, semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
+    varying = (
+        semconv.GEN_AI_RESPONSE_ID,
+        semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK,
+        semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK,
+    )
     return {
         k: v
         for k, v in dict(attributes or {}).items()

@@ -233,7 +233,13 @@ def _same_bucket(exact: float, estimate: dict[str, float]) -> bool:
     return low * 0.99 <= exact <= high * 1.01
 
 
-LATENCY_NAMES = {"ttft": "ttft", "duration": "duration", "itl": "time_per_chunk", "tpot": "time_per_token"}
+LATENCY_NAMES = {
+    "ttft": "ttft",
+    "ttfa": "ttfa",
+    "duration": "duration",
+    "itl": "time_per_chunk",
+    "tpot": "time_per_token",
+}
 
 
 def test_prometheus_summary_matches_the_in_process_one(stack: Stack, replay: Replay) -> None:

@@ -183,8 +183,10 @@ def test_reasoning_deltas_are_chunks(otel: Otel, thinking_server: MockServer) ->
     assert gaps.count == 1 and 0.055 <= gaps.sum < 0.1
 
 
-def test_without_thinking_there_is_no_time_to_answer(otel: Otel, thinking_server: MockServer) -> None:
-    # Thinking disabled, the first chunk is the answer's: TTFT says it all, nothing more recorded.
+def test_without_thinking_the_answer_starts_with_the_first_chunk(
+    otel: Otel, thinking_server: MockServer
+) -> None:
+    # Thinking disabled, the first chunk is the answer's: both times are the same.
     http = httpx.Client(transport=ToMock(f"{thinking_server.url}/deepseek"))
     with openai.OpenAI(base_url="https://api.deepseek.com", api_key="k", http_client=http) as client:
         stream = client.chat.completions.create(
@@ -195,6 +197,9 @@ def test_without_thinking_there_is_no_time_to_answer(otel: Otel, thinking_server
         )
         assert len([c for c in stream if c.choices and c.choices[0].delta.content]) == 6
     a = only_span(otel).attributes or {}
-    assert a[semconv.STREAM_CHUNK_COUNT] == 6 and semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK in a
-    assert semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK not in a
-    assert otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK) == []
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert isinstance(ttft, float) and 0.02 <= ttft < 0.02 + 0.06
+    assert a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK] == ttft
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(ttft)

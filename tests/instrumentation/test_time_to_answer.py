@@ -1,4 +1,4 @@
-"""Time to the first answer chunk of thinking models, in every stream reader.
+"""Time to the first answer chunk (thinking models stream reasoning first), in every stream reader.
 
 Each reader gets the SDK's own chunk types (or, for Bedrock, the event dicts botocore yields) and
 a clock that ticks 1 ms per chunk, so the time from the first chunk (TTFT) to the first answer
@@ -190,8 +190,8 @@ READERS: dict[str, tuple[Callable[[], Any], Callable[[str], list[Any]]]] = {
         ("rrraaa", 3),  # thinking, then the answer three chunks after TTFT
         ("rtt", 1),  # a tool call answers as text does
         ("raraa", 1),  # thoughts between answer chunks change nothing once the answer began
-        ("aaa", None),  # no thinking: TTFT already is the answer's
-        ("arr", None),  # the answer came first
+        ("aaa", 0),  # no thinking: the answer's first chunk is the first chunk
+        ("arr", 0),  # the answer came first
         ("rrr", None),  # thinking that never reached an answer (cut off by max_tokens, say)
     ],
 )

@@ -150,7 +150,6 @@ class LLMRecorder:
     """Span + metrics of one logical LLM operation (all retries of it included)."""
 
     __slots__ = (
-        "_answering",
         "_attempts",
         "_cache_creation",
         "_cache_read",
@@ -165,7 +164,6 @@ class LLMRecorder:
         "_metric_attrs",
         "_output_parts",
         "_output_tokens",
-        "_reasoned",
         "_reasoning",
         "_recorder_token",
         "_response_attrs",
@@ -218,10 +216,9 @@ class LLMRecorder:
         #: only: "each" needs every gap until the end, when the metric attributes are known).
         self.fold_at = sys.maxsize if self._each_gap else CHUNK_TIMES_KEPT
         self._folded_chunks = 0
-        #: When the first answer chunk came after reasoning chunks (``clock`` ns; 0: it did not).
-        #: Readers that track reasoning themselves set it; on_chunk()/on_reasoning_chunk() do.
+        #: When the first answer chunk (not reasoning) arrived (``clock`` ns; 0: none yet).
+        #: Readers that tell reasoning from answer themselves set it; else on_chunk() does.
         self.first_answer_ns = 0
-        self._answering = self._reasoned = False
         self._attempts = 1
         self._final_attempt_recorded = False
         self._finish_reasons: list[str] = []
@@ -338,10 +335,8 @@ class LLMRecorder:
         times.append(now)
         if len(times) > self.fold_at:
             self.fold_chunk_times()
-        if not self._answering:
-            if self._reasoned:
-                self.first_answer_ns = now
-            self._answering = True
+        if not self.first_answer_ns:
+            self.first_answer_ns = now
 
     def on_reasoning_chunk(self) -> None:
         """A reasoning chunk (a thinking model's thoughts, streamed before its answer) arrived."""
@@ -349,8 +344,6 @@ class LLMRecorder:
         times.append(self.clock())
         if len(times) > self.fold_at:
             self.fold_chunk_times()
-        if not self._answering:
-            self._reasoned = True
 
     def fold_chunk_times(self) -> None:
         """Keep only the first and last chunk times, and the count (what mean timing needs), so

@@ -105,8 +105,8 @@ METRIC_TIME_PER_OUTPUT_CHUNK: Final = "gen_ai.client.operation.time_per_output_c
 # gen_ai.client.token.usage where summing token types must give the billed total.
 METRIC_TOKEN_DETAIL: Final = "otelbench.client.token.usage_detail"
 # Thinking models stream their reasoning before the answer, and the conventions' TTFT ends at the
-# first reasoning chunk: this ends at the first answer chunk (text, tool call or refusal). Only
-# recorded when reasoning came first; otherwise it would repeat TTFT.
+# first reasoning chunk: this ends at the first answer chunk (text, tool call or refusal). Recorded
+# for every stream that answered (equal to TTFT without reasoning), so models compare as they are.
 METRIC_TIME_TO_FIRST_ANSWER_CHUNK: Final = "otelbench.client.operation.time_to_first_answer_chunk"
 RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK: Final = "otelbench.response.time_to_first_answer_chunk"
 
@@ -127,7 +127,7 @@ DESCRIPTION_TOKEN_USAGE: Final = "Number of input and output tokens used."
 DESCRIPTION_TIME_TO_FIRST_CHUNK: Final = "Time from issuing the request to receiving the first output chunk."
 DESCRIPTION_TIME_PER_OUTPUT_CHUNK: Final = "Time between consecutive output chunks after the first one."
 DESCRIPTION_TIME_TO_FIRST_ANSWER_CHUNK: Final = (
-    "Time from issuing the request to receiving the first answer chunk after reasoning chunks."
+    "Time from issuing the request to receiving the first answer (not reasoning) chunk."
 )
 DESCRIPTION_TOKEN_DETAIL: Final = "Cached input and reasoning output tokens (subsets of input/output)."
 

@@ -133,7 +133,7 @@ def stream_events(recorder: LLMRecorder, events: Iterable[Any]) -> Generator[Any
     arrived = times.append
     capture = recorder.capture_content
     usage = Usage()
-    answering = reasoning = False  # an answer chunk seen; thinking chunks before it
+    answering = False  # an answer chunk seen
     with ending(recorder, events):
         yield None
         for event in events:
@@ -151,13 +151,9 @@ def stream_events(recorder: LLMRecorder, events: Iterable[Any]) -> Generator[Any
                                 recorder.fold_chunk_times()
                             if field == "text" and capture:
                                 recorder.add_output_text(value)
-                            if not answering:
-                                if field != "thinking":
-                                    if reasoning:
-                                        recorder.first_answer_ns = now
-                                    answering = True
-                                else:
-                                    reasoning = True
+                            if not answering and field != "thinking":
+                                recorder.first_answer_ns = now
+                                answering = True
                 elif kind == "message_start":
                     message = event.message
                     recorder.set_response(response_id=message.id, model=message.model)

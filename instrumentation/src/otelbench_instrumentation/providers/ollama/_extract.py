@@ -180,7 +180,7 @@ def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Gener
     times, fold_at, clock = recorder.chunk_times, recorder.fold_at, recorder.clock
     arrived = times.append
     capture = recorder.capture_content
-    answering = reasoning = False  # an answer chunk seen; thinking chunks before it
+    answering = False  # an answer chunk seen
     with ending(recorder, records):
         yield None
         for chunk in records:
@@ -201,13 +201,9 @@ def _records(recorder: LLMRecorder, records: Iterable[Any], chat: bool) -> Gener
                         recorder.fold_chunk_times()
                     if text and capture:
                         recorder.add_output_text(text)
-                    if not answering:
-                        if answer:
-                            if reasoning:
-                                recorder.first_answer_ns = now
-                            answering = True
-                        else:
-                            reasoning = True
+                    if answer and not answering:
+                        recorder.first_answer_ns = now
+                        answering = True
                 if chunk.done:
                     _on_final(recorder, chunk)
                 elif not recorder.has_response:

@@ -173,7 +173,7 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
     arrived = times.append
     capture = recorder.capture_content
     responded = recorder.has_response
-    answering = reasoning = False  # an answer chunk seen; reasoning chunks before it
+    answering = False  # an answer chunk seen
     with ending(recorder, chunks):
         yield None
         for chunk in chunks:
@@ -201,13 +201,9 @@ def chat_chunks(recorder: LLMRecorder, chunks: Iterable[Any]) -> Generator[Any, 
                     arrived(now)
                     if len(times) > fold_at:
                         recorder.fold_chunk_times()
-                    if not answering:
-                        if content_seen:
-                            if reasoning:
-                                recorder.first_answer_ns = now
-                            answering = True
-                        else:
-                            reasoning = True
+                    if content_seen and not answering:
+                        recorder.first_answer_ns = now
+                        answering = True
                 # Azure opens with a prompt-filter chunk whose id and model are empty.
                 if not responded and chunk.id:
                     recorder.set_response(
