@@ -1,4 +1,11 @@
-"""Anthropic wire protocol: messages (JSON and SSE), count_tokens, models."""
+"""Anthropic wire protocol: messages (JSON and SSE), count_tokens, models.
+
+Extended thinking (``"thinking": {"type": "enabled", "budget_tokens": N}``, or ``"adaptive"``) is
+validated as Anthropic does (budget at least 1,024 and below ``max_tokens``; no temperature but 1,
+no ``top_k``, no forced tool use). The first half of the output is then a ``thinking`` block
+(``thinking_delta``s, closed by a ``signature_delta``) before the text or tool-use block, all
+counted in ``output_tokens``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from typing import Any
 
 from .core import (
     SSE_CT,
+    WORDS,
     WORDS_JSON,
     ErrorReply,
     ProtocolSpec,
@@ -102,6 +110,45 @@ def prompt_usage(body: dict[str, Any]) -> tuple[int, int, str | None]:
     return total, min(total, cached_chars // 4) if cached_digest else 0, cached_digest
 
 
+#: Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
+
+
+def _thinks(body: dict[str, Any], max_tokens: int) -> bool:
+    """Whether the request turns extended thinking on; an ErrorReply for what Anthropic refuses."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return False
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return False
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_THINKING_BUDGET:
+            raise ErrorReply(
+                400,
+                f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_THINKING_BUDGET}",
+            )
+        if max_tokens <= budget:
+            raise ErrorReply(400, "`max_tokens` must be greater than `thinking.budget_tokens`.")
+    elif kind != "adaptive":
+        raise ErrorReply(400, "thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'")
+    temperature = body.get("temperature")
+    if temperature is not None and temperature != 1:
+        raise ErrorReply(400, "`temperature` may only be set to 1 when thinking is enabled.")
+    if body.get("top_k") is not None:
+        raise ErrorReply(400, "`top_k` is not supported when thinking is enabled.")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise ErrorReply(400, "Thinking may not be enabled when tool_choice forces tool use.")
+    return True
+
+
+def _signature(salt: int) -> str:
+    """A thinking block's signature (opaque to clients; deterministic here)."""
+    return hashlib.sha256(b"thinking %d" % salt).hexdigest()
+
+
 def _tool_target(body: dict[str, Any]) -> tuple[str, str] | None:
     tools = body.get("tools")
     choice = body.get("tool_choice")
@@ -156,6 +203,7 @@ async def messages(ctx: RequestContext) -> None:
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise ErrorReply(400, "max_tokens: Field required (a positive integer)")
+    thinks = _thinks(body, max_tokens)
     stream = body.get("stream") is True
     rec = ctx.rec
     rec.stream = stream
@@ -171,7 +219,10 @@ async def messages(ctx: RequestContext) -> None:
             cache_creation = cacheable
     input_tokens = total - cache_read - cache_creation
     n = plan.n
+    # Thinking: the first `thought` of the n output tokens are the thinking block's.
+    thought = n // 2 if thinks else 0
     rec.output_tokens = n
+    rec.reasoning_tokens = thought
     rec.cache_read_tokens = cache_read
     rec.cache_creation_tokens = cache_creation
     tool = _tool_target(body)
@@ -187,31 +238,52 @@ async def messages(ctx: RequestContext) -> None:
         "output_tokens": n,
         "service_tier": "standard",
     }
+    answer = n - thought
     if not stream:
+        content: list[dict[str, Any]] = []
+        if thinks:
+            thinking = "".join([WORDS[word_index(salt, i)] for i in range(thought)])
+            content.append({"type": "thinking", "thinking": thinking, "signature": _signature(salt)})
         if tool:
-            block: dict[str, Any] = {
-                "type": "tool_use",
-                "id": tool_id,
-                "name": tool[0],
-                "input": json.loads(tool_arguments(salt, n, tool[1])),
-            }
+            arguments = json.loads(tool_arguments(salt, answer, tool[1]))
+            content.append({"type": "tool_use", "id": tool_id, "name": tool[0], "input": arguments})
+        elif thinks:
+            content.append(
+                {"type": "text", "text": "".join([WORDS[word_index(salt, i)] for i in range(thought, n)])}
+            )
         else:
-            block = {"type": "text", "text": text_of(salt, n)}
-        await ctx.reply_json(plan, dumps(message_object(mid, model, [block], stop_reason, usage)))
+            content.append({"type": "text", "text": text_of(salt, n)})
+        await ctx.reply_json(plan, dumps(message_object(mid, model, content, stop_reason, usage)))
         return
 
     start_message = message_object(mid, model, [], None, {**usage, "output_tokens": 1})
     preamble = _event(b"message_start", dumps({"type": "message_start", "message": start_message}))
+    # With thinking, block 0 is the thinking and the answer is block 1.
+    index = 1 if thinks else 0
     if tool:
         start_block: dict[str, Any] = {"type": "tool_use", "id": tool_id, "name": tool[0], "input": {}}
     else:
         start_block = {"type": "text", "text": ""}
     opening = _event(
         b"content_block_start",
-        dumps({"type": "content_block_start", "index": 0, "content_block": start_block}),
+        dumps({"type": "content_block_start", "index": index, "content_block": start_block}),
     )
-    opening += _event(b"ping", b'{"type": "ping"}')
-    head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+    delta_head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":'
+    head = delta_head % index
+    ping = _event(b"ping", b'{"type": "ping"}')
+    if thinks:
+        thinking_start = {"type": "thinking", "thinking": "", "signature": ""}
+        block = {"type": "content_block_start", "index": 0, "content_block": thinking_start}
+        preamble += _event(b"content_block_start", dumps(block)) + ping
+        # The thinking block closes (its signature, then its stop) as the answer's opens.
+        opening = (
+            b'%b{"type":"signature_delta","signature":"%b"}}\n\n'
+            % (delta_head % 0, _signature(salt).encode())
+            + _event(b"content_block_stop", b'{"type":"content_block_stop","index":0}')
+            + opening
+        )
+    else:
+        opening += ping
 
     chunk: Callable[[int], bytes]
     if tool:
@@ -220,18 +292,29 @@ async def messages(ctx: RequestContext) -> None:
         def chunk(i: int) -> bytes:
             data = b'%b{"type":"input_json_delta","partial_json":"%b"}}\n\n' % (
                 head,
-                jstr(tool_fragment(salt, i, n, param)),
+                jstr(tool_fragment(salt, i - thought, answer, param)),
             )
-            return opening + data if i == 0 else data
+            return opening + data if i == thought else data
 
     else:
 
         def chunk(i: int) -> bytes:
             data = b'%b{"type":"text_delta","text":"%b"}}\n\n' % (head, WORDS_JSON[word_index(salt, i)])
-            return opening + data if i == 0 else data
+            return opening + data if i == thought else data
+
+    if thinks:
+        answer_chunk, thinking_head = chunk, delta_head % 0
+
+        def chunk(i: int) -> bytes:
+            if i < thought:
+                return b'%b{"type":"thinking_delta","thinking":"%b"}}\n\n' % (
+                    thinking_head,
+                    WORDS_JSON[word_index(salt, i)],
+                )
+            return answer_chunk(i)
 
     def epilogue() -> bytes:
-        out = _event(b"content_block_stop", b'{"type":"content_block_stop","index":0}')
+        out = _event(b"content_block_stop", b'{"type":"content_block_stop","index":%d}' % index)
         delta = {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": None},

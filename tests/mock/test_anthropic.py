@@ -262,3 +262,78 @@ def test_stream_timing(timing_mock: MockServer) -> None:
         assert abs(statistics.median(gaps) - 3) < 0.5, gaps
 
     within_attempts(check)
+
+
+THINKING: Any = {"type": "enabled", "budget_tokens": 1024}
+THOUGHT = OUTPUT_TOKENS // 2  # the mock thinks for the first half of its output
+
+
+def test_extended_thinking_streams_its_thinking_block_first(
+    client: anthropic.Anthropic, mock: MockServer
+) -> None:
+    stream = client.messages.create(
+        model=MODEL, max_tokens=2048, messages=MESSAGES, thinking=THINKING, stream=True
+    )
+    events = list(stream)
+    blocks = [(e.index, e.content_block.type) for e in events if e.type == "content_block_start"]
+    assert blocks == [(0, "thinking"), (1, "text")]
+    deltas = [(e.index, e.delta.type) for e in events if e.type == "content_block_delta"]
+    assert deltas == [(0, "thinking_delta")] * THOUGHT + [(0, "signature_delta")] + [(1, "text_delta")] * (
+        OUTPUT_TOKENS - THOUGHT
+    )
+    assert [e.index for e in events if e.type == "content_block_stop"] == [0, 1]
+    # The signature_delta closes the thinking block just before the answer's block opens.
+    types = [e.type for e in events]
+    signature = types.index("content_block_delta") + THOUGHT
+    assert types[signature + 1 : signature + 3] == ["content_block_stop", "content_block_start"]
+    final = events[-2]
+    assert final.type == "message_delta" and final.usage.output_tokens == OUTPUT_TOKENS  # thinking included
+    record = record_for(mock, stream.response.headers["request-id"])
+    assert record.chunks == OUTPUT_TOKENS and record.reasoning_tokens == THOUGHT
+
+
+def test_extended_thinking_in_whole_messages_and_the_stream_helper(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(model=MODEL, max_tokens=2048, messages=MESSAGES, thinking=THINKING)
+    thinking, text = message.content
+    assert thinking.type == "thinking" and len(thinking.thinking.split()) == THOUGHT and thinking.signature
+    assert text.type == "text" and len(text.text.split()) == OUTPUT_TOKENS - THOUGHT
+    assert message.usage.output_tokens == OUTPUT_TOKENS
+    with client.messages.stream(model=MODEL, max_tokens=2048, messages=MESSAGES, thinking=THINKING) as stream:
+        streamed = "".join(stream.text_stream)  # the thinking is not text
+        final = stream.get_final_message()
+    assert len(streamed.split()) == OUTPUT_TOKENS - THOUGHT
+    streamed_thinking, streamed_text = final.content
+    assert streamed_thinking.type == "thinking" and len(streamed_thinking.thinking.split()) == THOUGHT
+    assert streamed_thinking.signature  # the helper rebuilt it from the signature_delta
+    assert streamed_text.type == "text" and streamed_text.text == streamed
+    # Adaptive thinking (newer models) has no budget; "disabled" is no thinking.
+    adaptive = client.messages.create(
+        model=MODEL, max_tokens=100, messages=MESSAGES, thinking={"type": "adaptive"}
+    )
+    assert [b.type for b in adaptive.content] == ["thinking", "text"]
+    plain = client.messages.create(
+        model=MODEL, max_tokens=100, messages=MESSAGES, thinking={"type": "disabled"}
+    )
+    assert [b.type for b in plain.content] == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 512}}, "greater than or equal to 1024"),
+        (
+            {"thinking": THINKING, "max_tokens": 1024},
+            "`max_tokens` must be greater than `thinking.budget_tokens`",
+        ),
+        # anthropic 2.x's create() names neither: they travel in extra_body.
+        ({"thinking": THINKING, "extra_body": {"temperature": 0.5}}, "`temperature` may only be set to 1"),
+        ({"thinking": THINKING, "extra_body": {"top_k": 5}}, "`top_k` is not supported"),
+        ({"thinking": THINKING, "tools": [TOOL], "tool_choice": {"type": "any"}}, "forces tool use"),
+    ],
+)
+def test_extended_thinking_is_refused_as_anthropic_refuses_it(
+    client: anthropic.Anthropic, extra: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(**{"model": MODEL, "max_tokens": 2048, "messages": MESSAGES, **extra})
+    assert info.value.status_code == 400 and message in str(info.value)

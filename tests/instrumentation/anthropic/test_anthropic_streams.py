@@ -350,3 +350,27 @@ def test_error_event_mid_stream_sets_error_type(otel: Otel, client: anthropic.An
     assert a[semconv.STREAM_CHUNK_COUNT] == 2
     (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
     assert point.attributes[semconv.ERROR_TYPE] == type(info.value).__qualname__
+
+
+def test_extended_thinking_times_the_answer_apart(otel: Otel, client: anthropic.Anthropic) -> None:
+    # The mock thinks for 3 of 6 chunks, 40 ms apart: TTFT is the first thinking_delta's, and the
+    # answer's first text_delta comes three gaps later.
+    with client.messages.stream(
+        model="thinker",
+        max_tokens=2048,
+        messages=MESSAGES,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        extra_headers=headers(ttft_ms=20, itl_ms=40, output_tokens=6),
+    ) as stream:
+        text = "".join(stream.text_stream)
+    assert len(text.split()) == 3
+    a = only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6  # the signature_delta is not a chunk
+    ttft, answer = (
+        a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK],
+        a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK],
+    )
+    assert isinstance(ttft, float) and isinstance(answer, float)
+    assert 0.02 <= ttft < 0.06 and 0.02 + 3 * 0.04 <= answer < 0.02 + 4 * 0.04
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(answer)
