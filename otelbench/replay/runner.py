@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import math
 import signal
 import threading
@@ -68,6 +69,8 @@ class RawRequest:
     http_status: int | None = None
     attempts: int | None = None
     finish_reason: str | None = None
+    #: The provider's own message when it refused the request itself (see refusal_message).
+    error_message: str | None = None
     recorded: RecordedValues | None = None
     #: The worker process that sent it (``--workers``; 0 in a single-process run).
     worker: int = 0
@@ -152,6 +155,7 @@ class RawRequest:
             "http_status": self.http_status,
             "attempts": self.attempts,
             "finish_reason": self.finish_reason,
+            "error_message": self.error_message,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             # What the instrumentation recorded (aggregated into the exported histograms).
@@ -534,6 +538,7 @@ class _Runner:
         tag = f"{self.run_tag}-{i}-{'w' if warmup else 'm'}"
         progress = self.progress
         target_id = run.target.id  # a property that redacts the URL: once, not per request
+        api_key = run.target.api_key
         label = f"{target_id} warm-up" if warmup else target_id
         worker = self.slot.index
         start_span = tracer.start_span
@@ -566,8 +571,9 @@ class _Runner:
                 except Exception as exc:
                     raw.status = "error"
                     raw.error_type = _error_type(exc, adapter)
-                    status = getattr(exc, "status_code", None)
-                    raw.http_status = status if isinstance(status, int) else None
+                    status = raw.http_status = http_status(exc)
+                    if status in EXPLAINED_STATUSES:
+                        raw.error_message = refusal_message(exc, api_key)
                 finally:
                     # The adapter's own timestamps: the SDK call itself, and the arrival of the last
                     # item (before the stream is closed); ours only if it failed before those.
@@ -642,13 +648,55 @@ def _error_type(exc: BaseException, adapter: Adapter) -> str:
     return type(exc).__qualname__
 
 
+#: Statuses whose error message is about the request itself (a refused field, an unknown model),
+#: not the credentials: kept with the request and shown when every request failed.
+EXPLAINED_STATUSES = frozenset({400, 404, 409, 413, 422})
+#: Characters of a provider's message kept.
+MESSAGE_LIMIT = 200
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request: the SDKs' ``status_code``, botocore's metadata."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) and not isinstance(status, bool) else None
+
+
+def refusal_message(exc: BaseException, api_key: str | None) -> str | None:
+    """The provider's own message in a refusal: from the SDKs' parsed error body (OpenAI's,
+    Anthropic's, Ollama's shapes), botocore's error, or the lean client's raw body. One line,
+    at most MESSAGE_LIMIT characters, the API key blanked should a server echo it."""
+    found: object = None
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        with suppress(ValueError):
+            body = json.loads(body)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        found = inner.get("message") if isinstance(inner, dict) else inner
+    response = getattr(exc, "response", None)
+    if found is None and isinstance(response, dict):  # botocore's ClientError
+        error = response.get("Error")
+        found = error.get("Message") if isinstance(error, dict) else None
+    if not isinstance(found, str) or not found.strip():
+        return None
+    message = " ".join(found.split())
+    if api_key:
+        message = message.replace(api_key, "***")
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
+
+
 def _all_failed(target: Target, requests: list[RawRequest], what: str) -> ProviderError:
     first = requests[0]
     if all(r.error_type == CONNECTION_ERROR for r in requests):
         return ProviderError(f"{target.id}: cannot reach {target.endpoint} (every {what} failed to connect)")
     status = f" (HTTP {first.http_status})" if first.http_status else ""
+    said = f": {first.error_message}" if first.error_message else ""
     return ProviderError(
-        f"{target.id}: every {what} to {target.endpoint} failed; first error: {first.error_type}{status}"
+        f"{target.id}: every {what} to {target.endpoint} failed; first error: {first.error_type}{status}{said}"
     )
 
 

@@ -162,7 +162,24 @@ def test_every_request_failing_is_a_runtime_error(tmp_path: Path, capsys: pytest
     )  # fmt: skip
     assert code == 1, (out, err)
     assert "every warm-up request" in err and "AuthenticationError (HTTP 401)" in err
+    assert err.rstrip().endswith("(HTTP 401)")  # an auth failure's message is not repeated
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("client", ["sdk", "http"])
+def test_a_refused_request_is_explained_in_the_providers_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], client: str
+) -> None:
+    # Anthropic refuses a thinking budget that max_tokens (here the prompts' own) does not exceed.
+    code, out, err = run_main(
+        capsys, "replay", "--client", client, "--target", "anthropic:mock-fast@mock",
+        "--param", 'anthropic:thinking={"type":"enabled","budget_tokens":1024}',
+        "--no-progress", "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 1, (out, err)
+    error = err.strip().splitlines()[-1]
+    assert "every warm-up request" in error, err
+    assert error.endswith("(HTTP 400): `max_tokens` must be greater than `thinking.budget_tokens`."), error
 
 
 def test_console_script_bad_input_and_debug() -> None:

@@ -326,3 +326,20 @@ def test_holm_adjustment() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
+
+
+def test_a_refusal_message_is_the_providers_own_in_one_short_line() -> None:
+    from otelbench.replay.httpclient import HTTPStatusError
+    from otelbench.replay.runner import MESSAGE_LIMIT, refusal_message
+
+    def refused(body: bytes) -> str | None:
+        return refusal_message(HTTPStatusError(400, body), "sk-echoed-key")
+
+    assert refused(b'{"error": {"message": "Unsupported value: \'n\'"}}') == "Unsupported value: 'n'"
+    assert refused(b'{"type": "error", "error": {"type": "x", "message": "too\\n  long"}}') == "too long"
+    assert refused(b'{"error": "model \'m\' not found"}') == "model 'm' not found"  # Ollama
+    assert refused(b'{"message": "Malformed input request"}') == "Malformed input request"
+    assert refused(b'{"error": {"message": "key sk-echoed-key is wrong"}}') == "key *** is wrong"
+    assert refused(b"<html>Bad Gateway</html>") is None and refused(b'{"error": {}}') is None
+    long = refused(b'{"error": {"message": "%b"}}' % (b"x" * 500))
+    assert long is not None and len(long) == MESSAGE_LIMIT and long.endswith("\u2026")
