@@ -28,7 +28,8 @@ Endpoints
     OpenAI     POST /v1/chat/completions, /v1/responses, /v1/embeddings; GET /v1/models
     Anthropic  POST /v1/messages (extended thinking), /v1/messages/count_tokens; GET /v1/models
                (with `anthropic-version`)
-    Ollama     POST /api/chat, /api/generate, /api/embed, /api/embeddings; GET /api/tags, /api/version, /
+    Ollama     POST /api/chat, /api/generate (with `think`), /api/embed, /api/embeddings; GET /api/tags,
+               /api/version, /
     Bedrock    POST /model/{modelId}/converse, /converse-stream, /invoke, /invoke-with-response-stream
                (streams in AWS event-stream framing; InvokeModel bodies in the Anthropic or Amazon Nova
                format; any SigV4 signature accepted; errors carry `x-amzn-ErrorType`)

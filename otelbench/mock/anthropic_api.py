@@ -16,7 +16,6 @@ from typing import Any
 
 from .core import (
     SSE_CT,
-    WORDS,
     WORDS_JSON,
     ErrorReply,
     ProtocolSpec,
@@ -242,17 +241,13 @@ async def messages(ctx: RequestContext) -> None:
     if not stream:
         content: list[dict[str, Any]] = []
         if thinks:
-            thinking = "".join([WORDS[word_index(salt, i)] for i in range(thought)])
+            thinking = text_of(salt, thought)
             content.append({"type": "thinking", "thinking": thinking, "signature": _signature(salt)})
         if tool:
             arguments = json.loads(tool_arguments(salt, answer, tool[1]))
             content.append({"type": "tool_use", "id": tool_id, "name": tool[0], "input": arguments})
-        elif thinks:
-            content.append(
-                {"type": "text", "text": "".join([WORDS[word_index(salt, i)] for i in range(thought, n)])}
-            )
         else:
-            content.append({"type": "text", "text": text_of(salt, n)})
+            content.append({"type": "text", "text": text_of(salt, n, thought)})
         await ctx.reply_json(plan, dumps(message_object(mid, model, content, stop_reason, usage)))
         return
 

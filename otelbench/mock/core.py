@@ -92,9 +92,9 @@ def word_index(salt: int, i: int) -> int:
     return (salt + i * 7) % NWORDS
 
 
-def text_of(salt: int, n: int) -> str:
-    """The full text of `n` output tokens."""
-    return "".join([WORDS[(salt + i * 7) % NWORDS] for i in range(n)])
+def text_of(salt: int, n: int, start: int = 0) -> str:
+    """The text of output tokens `start` to `n` (by default all `n`)."""
+    return "".join([WORDS[(salt + i * 7) % NWORDS] for i in range(start, n)])
 
 
 def estimate_tokens(chars: int) -> int:

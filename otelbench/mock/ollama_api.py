@@ -5,6 +5,10 @@
     num_ctx       TTFT x (1 + num_ctx / 8192)
     num_gpu       inter-token latency x (1 + 4 x (1 - min(num_gpu, 32) / 32)); -1 (auto) = x1
     temperature   sampled output length x (0.75 + 0.25 x min(temperature, 2))
+
+`think` (true, or "low" / "medium" / "high" as gpt-oss takes it) makes any model think: the first
+half of the output comes as `thinking` (chat: in the message) before the answer, and
+`eval_count` counts both, as Ollama's thinking models do.
 """
 
 from __future__ import annotations
@@ -156,9 +160,25 @@ def _tool_call(body: dict[str, Any], salt: int, n: int) -> dict[str, Any] | None
     return None
 
 
+_THINK_LEVELS = ("low", "medium", "high")
+
+
+def _thinks(body: dict[str, Any]) -> bool:
+    """Whether ``think`` asks for thinking; an ErrorReply for a value Ollama refuses."""
+    think = body.get("think")
+    if think is None or think is False:
+        return False
+    if think is True or think in _THINK_LEVELS:
+        return True
+    raise ErrorReply(
+        400, f"invalid think value: {json.dumps(think)} (must be true, false, low, medium or high)"
+    )
+
+
 async def _generation(ctx: RequestContext, chat: bool) -> None:
     body = ctx.json()
     model = _model(body)
+    thinks = _thinks(body)
     if chat:
         msgs = body.get("messages")
         if msgs is not None and not isinstance(msgs, list):
@@ -180,22 +200,29 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
         length_scale=options.length_scale,
     )
     n = plan.n
+    # Thinking: the first `thought` of the n output tokens are thinking.
+    thought = n // 2 if thinks else 0
     rec.output_tokens = n
+    rec.reasoning_tokens = thought
     salt = ctx.salt
     done_reason = "length" if plan.capped else "stop"
-    tool_call = _tool_call(body, salt, n) if chat else None
+    tool_call = _tool_call(body, salt, n - thought) if chat else None
     model_json = dumps(model)
     arrival_ns = ctx.req.arrival_ns
 
-    def final(first_ns: int | None, end_ns: int, text: str) -> dict[str, Any]:
+    def final(first_ns: int | None, end_ns: int, text: str, thinking: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"model": model, "created_at": iso_now().decode()}
         if chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
+            if thinking:
+                message["thinking"] = thinking
             if tool_call is not None and not stream:
                 message["tool_calls"] = [tool_call]
             out["message"] = message
         else:
             out["response"] = text
+            if thinking:
+                out["thinking"] = thinking
         out.update(done=True, done_reason=done_reason)
         if not chat:
             out["context"] = list(range(1, 1 + min(16, input_tokens + n)))
@@ -207,8 +234,9 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
         delay = plan.body_delay()
         start_ns = arrival_ns + int((plan.t0 - ctx.req.arrival) * 1e9)  # after a hang fault
         first_ns = start_ns + int(plan.ttft * 1e9)
-        text = "" if tool_call is not None else text_of(salt, n)
-        payload = final(first_ns, start_ns + int(delay * 1e9), text)
+        text = "" if tool_call is not None else text_of(salt, n, thought)
+        thinking = text_of(salt, thought)
+        payload = final(first_ns, start_ns + int(delay * 1e9), text, thinking)
         # Replay exactly the delay the reported durations were computed from.
         plan.n, plan.itl, plan.ttft = 1, 0.0, delay
         await ctx.reply_json(plan, dumps(payload))
@@ -216,8 +244,8 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
 
     chunk: Callable[[int], bytes]
     if tool_call is not None:
-        # Ollama streams a tool call as one message once it is complete.
-        plan.n = 1
+        # Ollama streams a tool call as one message once it is complete (after any thinking).
+        plan.n = thought + 1
         call_json = dumps([tool_call])
 
         def chunk(i: int) -> bytes:
@@ -250,6 +278,18 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
                 iso_now(),
                 WORDS_JSON[word_index(salt, i)],
             )
+
+    if thinks:
+        answer_chunk = chunk
+        if chat:
+            thinking_line = b'{"model":%b,"created_at":"%b","message":{"role":"assistant","content":"","thinking":"%b"},"done":false}\n'
+        else:
+            thinking_line = b'{"model":%b,"created_at":"%b","response":"","thinking":"%b","done":false}\n'
+
+        def chunk(i: int) -> bytes:
+            if i < thought:
+                return thinking_line % (model_json, iso_now(), WORDS_JSON[word_index(salt, i)])
+            return answer_chunk(i)
 
     def epilogue() -> bytes:
         now = perf_ns()

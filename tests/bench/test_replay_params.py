@@ -73,6 +73,27 @@ def test_ollama_fields_and_options(kind: str) -> None:
     assert all(r.ok for r in run.measured) and len(run.measured) == 16
 
 
+@pytest.mark.parametrize("kind", ["sdk", "http"])
+@pytest.mark.parametrize(
+    ("scheme", "fields"),
+    [
+        ("ollama", {"think": True}),
+        ("anthropic", {"thinking": {"type": "adaptive"}}),
+    ],
+)
+def test_thinking_turned_on_by_a_body_field(kind: str, scheme: str, fields: dict[str, Any]) -> None:
+    # Ollama's `think` and Anthropic's `thinking` reach the mock, which then thinks for half of
+    # each reply: reasoning tokens, and answers that start after the first chunk.
+    config = sdk_replay_config(f"{scheme}:mock-t@mock", True, {}, kind=kind)
+    (run,) = (
+        outcome := run_replay(replace(config, client=replace(config.client, body={scheme: fields})))
+    ).runs
+    assert all(r.ok for r in run.measured) and len(run.measured) == 16
+    assert all(r.reasoning_tokens > 0 for r in outcome.mock_records)
+    assert all(r.ttft is not None and r.ttfa is not None and r.ttfa > r.ttft for r in run.measured)
+    assert run.metrics is not None and run.metrics.ttfa is not None and run.metrics.ttfa.count == 16
+
+
 def test_bedrock_fields_go_to_additional_model_request_fields() -> None:
     config = sdk_replay_config("bedrock:mock-b@mock", True, {})
     client = replace(config.client, body={"bedrock": {"top_k": 5}})

@@ -177,6 +177,52 @@ def test_tool_call(client: ollama.Client) -> None:
     assert len(streamed) == 1 and streamed[0].message.tool_calls
 
 
+THOUGHT = OUTPUT_TOKENS // 2  # with `think`, the mock thinks for the first half of its output
+
+
+@pytest.mark.parametrize("think", [True, "high"])
+def test_think_streams_thinking_before_the_answer(
+    client: ollama.Client, mock: MockServer, think: Any
+) -> None:
+    parts = [p for p in client.chat(model=MODEL, messages=MESSAGES, stream=True, think=think) if not p.done]
+    assert [bool(p.message.thinking) for p in parts] == [True] * THOUGHT + [False] * (OUTPUT_TOKENS - THOUGHT)
+    assert all(not p.message.content for p in parts[:THOUGHT]) and all(
+        p.message.content for p in parts[THOUGHT:]
+    )
+    record = records_for_model(mock, MODEL)[-1]
+    assert record.chunks == OUTPUT_TOKENS and record.reasoning_tokens == THOUGHT
+    generated = [p for p in client.generate(model=MODEL, prompt="hi", stream=True, think=think) if not p.done]
+    assert [bool(p.thinking) for p in generated] == [True] * THOUGHT + [False] * (OUTPUT_TOKENS - THOUGHT)
+
+
+def test_think_in_whole_responses_and_tool_calls(client: ollama.Client) -> None:
+    response = client.chat(model=MODEL, messages=MESSAGES, think=True)
+    assert response.message.thinking and len(response.message.thinking.split()) == THOUGHT
+    assert response.message.content and len(response.message.content.split()) == OUTPUT_TOKENS - THOUGHT
+    assert response.eval_count == OUTPUT_TOKENS  # thinking included
+    generated = client.generate(model=MODEL, prompt="hi", think=True)
+    assert generated.thinking and len(generated.thinking.split()) == THOUGHT
+    assert len(generated.response.split()) == OUTPUT_TOKENS - THOUGHT
+    plain = client.chat(model=MODEL, messages=MESSAGES, think=False)
+    assert not plain.message.thinking and len(plain.message.content.split()) == OUTPUT_TOKENS
+    # A tool call comes, complete, after the thinking.
+    tools: Any = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    streamed = [p for p in client.chat(model=MODEL, messages=MESSAGES, tools=tools, stream=True, think=True)]
+    kinds = [
+        "thinking" if p.message.thinking else "call" if p.message.tool_calls else "final" for p in streamed
+    ]
+    assert kinds == ["thinking"] * THOUGHT + ["call", "final"]
+
+
+def test_an_invalid_think_value_is_refused(mock: MockServer) -> None:
+    response = httpx.post(
+        f"{mock.ollama_host}/api/chat",
+        json={"model": MODEL, "messages": MESSAGES, "think": "max"},
+        timeout=10,
+    )
+    assert response.status_code == 400 and "invalid think value" in response.json()["error"]
+
+
 @pytest.mark.parametrize("code", [429, 500, 503])
 def test_error_status(mock: MockServer, code: int) -> None:
     with (

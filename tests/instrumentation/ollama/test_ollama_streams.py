@@ -253,3 +253,20 @@ def test_error_line_mid_stream_sets_error_type(otel: Otel, mock_server: MockServ
     a = attrs(span)
     assert a[semconv.ERROR_TYPE] == "ResponseError" and a[semconv.STREAM_CHUNK_COUNT] == 2
     assert span.status.is_ok is False
+
+
+def test_think_times_the_answer_apart(otel: Otel, mock_server: MockServer) -> None:
+    # With `think`, the mock's first 3 of 6 records are thinking, 40 ms apart: TTFT is the first
+    # thinking record's, and the answer's first record comes three gaps later.
+    client = client_with(mock_server, ttft_ms=20, itl_ms=40, output_tokens=6)
+    parts = list(client.chat(model=MODEL, messages=MESSAGES, stream=True, think=True))
+    assert sum(1 for p in parts if p.message.thinking) == 3
+    a = _single(otel)
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    ttft, answer = (
+        a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK],
+        a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK],
+    )
+    assert 0.02 <= ttft < 0.06 and 0.02 + 3 * 0.04 <= answer < 0.02 + 4 * 0.04
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(answer)
