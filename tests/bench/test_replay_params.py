@@ -85,9 +85,8 @@ def test_thinking_turned_on_by_a_body_field(kind: str, scheme: str, fields: dict
     # Ollama's `think` and Anthropic's `thinking` reach the mock, which then thinks for half of
     # each reply: reasoning tokens, and answers that start after the first chunk.
     config = sdk_replay_config(f"{scheme}:mock-t@mock", True, {}, kind=kind)
-    (run,) = (
-        outcome := run_replay(replace(config, client=replace(config.client, body={scheme: fields})))
-    ).runs
+    outcome = run_replay(replace(config, client=replace(config.client, body={scheme: fields})))
+    (run,) = outcome.runs
     assert all(r.ok for r in run.measured) and len(run.measured) == 16
     assert all(r.reasoning_tokens > 0 for r in outcome.mock_records)
     assert all(r.ttft is not None and r.ttfa is not None and r.ttfa > r.ttft for r in run.measured)
