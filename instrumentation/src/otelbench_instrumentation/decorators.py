@@ -343,20 +343,24 @@ def _apply_usage(recorder: LLMRecorder, extractor: Callable[[Any], Usage | None]
 
 
 class _LLMStreamHooks(_StreamHooks):
-    __slots__ = ("extractor", "is_content", "recorder")
+    __slots__ = ("extractor", "is_content", "is_reasoning", "recorder")
 
     def __init__(
         self,
         recorder: LLMRecorder,
         extractor: Callable[[Any], Usage | None] | None,
         is_content: Callable[[Any], bool] | None,
+        is_reasoning: Callable[[Any], bool] | None,
     ) -> None:
         self.recorder = recorder
         self.extractor = extractor
         self.is_content = is_content
+        self.is_reasoning = is_reasoning
 
     def item(self, item: Any) -> None:
-        if self.is_content is None or self.is_content(item):
+        if self.is_reasoning is not None and self.is_reasoning(item):
+            self.recorder.on_reasoning_chunk()
+        elif self.is_content is None or self.is_content(item):
             self.recorder.on_chunk()
         _apply_usage(self.recorder, self.extractor, item)
 
@@ -378,6 +382,7 @@ def llm_call(
     operation: str = semconv.OP_CHAT,
     usage: Callable[[Any], Usage | None] | None = None,
     is_content: Callable[[Any], bool] | None = None,
+    is_reasoning: Callable[[Any], bool] | None = None,
     request_attributes: Callable[[Mapping[str, Any]], Mapping[str, AttributeValue]] | None = None,
     server_address: str | None = None,
     server_port: int | None = None,
@@ -389,7 +394,8 @@ def llm_call(
     ``provider`` becomes ``gen_ai.provider.name``; the request model is ``model`` or else the
     decorated function's ``model_param`` argument. ``usage`` turns the return value (or, for
     a generator function, each yielded item) into :class:`Usage`. A generator function is a
-    stream: every item (or every one ``is_content`` accepts) is a chunk, the first sets TTFT.
+    stream: every item (or every one ``is_content`` accepts) is a chunk, the first sets TTFT;
+    items ``is_reasoning`` accepts are a thinking model's reasoning chunks, before its answer.
     ``request_attributes`` maps the bound arguments to extra span attributes (no content!).
     """
 
@@ -426,7 +432,7 @@ def llm_call(
                 return _untraced(inner)
             # Current only while the generator runs (see _gen_wrapper), not between items.
             recorder.deactivate()
-            return _Stream(inner, recorder.span, _LLMStreamHooks(recorder, usage, is_content))
+            return _Stream(inner, recorder.span, _LLMStreamHooks(recorder, usage, is_content, is_reasoning))
 
         async def abegin_stream(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Stream:
             return begin_stream(args, kwargs)

@@ -235,6 +235,39 @@ def test_stream_closed_early_ends_the_span(otel_pair: Otel, fast_mock: MockServe
     assert (span.attributes or {})[semconv.STREAM_CLOSED_EARLY] is True
 
 
+def has_reasoning(chunk: dict[str, Any]) -> bool:
+    return any((c.get("delta") or {}).get("reasoning_content") for c in chunk.get("choices", []))
+
+
+def test_a_stream_tells_its_reasoning_from_its_answer(otel_pair: Otel, fast_mock: MockServer) -> None:
+    # A gateway in front of a thinking model (the mock's DeepSeek API: 3 of 6 chunks reasoning,
+    # 40 ms apart): reasoning chunks set TTFT, the answer's first chunk comes three gaps later.
+    @llm_call(
+        PROVIDER,
+        is_content=has_text,
+        is_reasoning=has_reasoning,
+        tracer_provider=otel_pair.tracer_provider,
+        meter_provider=otel_pair.meter_provider,
+    )
+    def think(model: str) -> Iterator[dict[str, Any]]:
+        url = f"{fast_mock.url}/deepseek/chat/completions"
+        headers = {"x-mock-ttft-ms": "20", "x-mock-itl-ms": "40", "x-mock-output-tokens": "6"}
+        with httpx.stream("POST", url, json=_payload(model, "hi", stream=True), headers=headers) as response:
+            yield from _sse(response.iter_lines())
+
+    chunks = list(think("deepseek-v4-flash"))
+    assert sum(map(has_reasoning, chunks)) == 3 and sum(map(has_text, chunks)) == 3
+    (span,) = genai_spans(otel_pair)
+    a = span.attributes or {}
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    ttft, answer = (
+        a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK],
+        a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK],
+    )
+    assert isinstance(ttft, float) and isinstance(answer, float)
+    assert 0.02 <= ttft < 0.06 and 0.02 + 3 * 0.04 <= answer < 0.02 + 4 * 0.04
+
+
 def test_send_and_return_value_of_generators_pass_through(otel_pair: Otel) -> None:
     @llm_call(
         PROVIDER,
