@@ -169,6 +169,19 @@ def _function_tools(prompt: Prompt) -> list[dict[str, Any]]:
 
 # The request bodies and the per-item reading are shared with the lean client (lean.py): the
 # SDKs' models and its decoded JSON have the same field names.
+def split_by_signature(method: Callable[..., Any], options: Options) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``options`` split into those ``method`` (an SDK's ``create``) names as keyword arguments and
+    the rest, for the request body: an SDK release that stops naming an option (anthropic 2.x
+    dropped temperature, top_p and top_k) must not turn every request into a TypeError."""
+    parameters = inspect.signature(method).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(options), {}
+    named = {p.name for p in parameters}
+    return {k: v for k, v in options.items() if k in named}, {
+        k: v for k, v in options.items() if k not in named
+    }
+
+
 def openai_request(prompt: Prompt, model: str, max_key: str, extra: Options) -> dict[str, Any]:
     """Chat Completions arguments (= JSON body) for ``prompt``, without the stream settings."""
     kwargs: dict[str, Any] = {"model": model, "messages": list(prompt.messages), **extra}
@@ -375,10 +388,15 @@ class OpenAIAdapter:
         self.model = target.model
         self.stream = options.stream
         self.max_key = target.max_tokens_key
-        self.extra = options_for(target.scheme, options.request, options.api)
         self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
-        fields = options.body.get(target.scheme)
-        self.extra_body: dict[str, Any] = {"extra_body": dict(fields)} if fields else {}
+        resource = (
+            self.clients[0].responses if self.responses is not None else self.clients[0].chat.completions
+        )
+        self.extra, body = split_by_signature(
+            type(resource).create, options_for(target.scheme, options.request, options.api)
+        )
+        body.update(options.body.get(target.scheme, {}))
+        self.extra_body: dict[str, Any] = {"extra_body": body} if body else {}
 
     @staticmethod
     def _client(openai: Any, target: Target, options: ClientOptions, http_client: Any) -> Any:
@@ -476,12 +494,9 @@ class AnthropicAdapter:
         self.messages = itertools.cycle([c.messages for c in self.clients])
         self.model = target.model
         self.stream = options.stream
-        # anthropic 2.x dropped temperature/top_p/top_k from messages.create() (a TypeError there):
-        # the options it does not name travel in the body, where the API reads them.
-        named = inspect.signature(type(self.clients[0].messages).create).parameters
-        extra = options_for("anthropic", options.request)
-        self.extra = {k: v for k, v in extra.items() if k in named}
-        body = {k: v for k, v in extra.items() if k not in named}
+        self.extra, body = split_by_signature(
+            type(self.clients[0].messages).create, options_for("anthropic", options.request)
+        )
         body.update(options.body.get("anthropic", {}))
         self.extra_body: dict[str, Any] = {"extra_body": body} if body else {}
 

@@ -343,3 +343,35 @@ def test_a_refusal_message_is_the_providers_own_in_one_short_line() -> None:
     assert refused(b"<html>Bad Gateway</html>") is None and refused(b'{"error": {}}') is None
     long = refused(b'{"error": {"message": "%b"}}' % (b"x" * 500))
     assert long is not None and len(long) == MESSAGE_LIMIT and long.endswith("\u2026")
+
+
+def test_options_an_sdk_does_not_name_go_in_the_body() -> None:
+    from anthropic.resources import AsyncMessages
+    from openai.resources.chat import AsyncCompletions
+    from openai.resources.responses import AsyncResponses
+
+    from otelbench.replay.adapters import split_by_signature
+    from otelbench.replay.options import options_for
+
+    def create(*, model: str, temperature: float | None = None) -> None:
+        """An SDK release that names temperature but no longer seed."""
+
+    assert split_by_signature(create, {"temperature": 0.2, "seed": 7}) == ({"temperature": 0.2}, {"seed": 7})
+
+    def anything(**kwargs: object) -> None:
+        """A method that takes every keyword."""
+
+    assert split_by_signature(anything, {"seed": 7}) == ({"seed": 7}, {})
+    # The installed SDKs: openai still names every option replay sends; anthropic 2.x does not
+    # name the sampling options.
+    sent = {"temperature": 0.2, "top_p": 0.9, "seed": 7, "presence_penalty": 0.1, "frequency_penalty": 0.1}
+    assert split_by_signature(AsyncCompletions.create, options_for("openai", sent)) == (
+        options_for("openai", sent),
+        {},
+    )
+    for_responses = options_for("openai", sent, "responses")
+    assert split_by_signature(AsyncResponses.create, for_responses) == (for_responses, {})
+    named, body = split_by_signature(
+        AsyncMessages.create, options_for("anthropic", {"temperature": 0.2, "top_k": 5})
+    )
+    assert (named, body) == ({}, {"temperature": 0.2, "top_k": 5})
