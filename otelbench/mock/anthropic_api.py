@@ -210,11 +210,9 @@ async def messages(ctx: RequestContext) -> None:
     plan = await ctx.plan(model, total, max_tokens)
     cache_read = cache_creation = 0
     if digest is not None and cacheable:
-        key = f"{model}\0{digest}"
-        if key in ctx.app.anthropic_cache_keys:
+        if ctx.app.anthropic_cache.seen(f"{model}\0{digest}"):
             cache_read = cacheable
         else:
-            ctx.app.anthropic_cache_keys.add(key)
             cache_creation = cacheable
     input_tokens = total - cache_read - cache_creation
     n = plan.n

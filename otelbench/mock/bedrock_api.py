@@ -201,12 +201,7 @@ def _cache(ctx: RequestContext, model: str, cacheable: int, digest: str | None) 
     """(cache read, cache write) tokens: a prefix is written on first use and read afterwards."""
     if digest is None or not cacheable:
         return 0, 0
-    key = f"{model}\0{digest}"
-    keys = ctx.app.bedrock_cache_keys
-    if key in keys:
-        return cacheable, 0
-    keys.add(key)
-    return 0, cacheable
+    return (cacheable, 0) if ctx.app.bedrock_cache.seen(f"{model}\0{digest}") else (0, cacheable)
 
 
 async def _plan(

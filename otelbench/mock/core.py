@@ -268,6 +268,34 @@ class Plan:
         return self.ttft + sum(self.itl_sample() for _ in range(self.n - 1))
 
 
+#: Prompt keys a provider's cache remembers (then it starts over).
+CACHE_KEYS_KEPT = 100_000
+
+
+class PromptCache:
+    """The keys (never the prompts) a provider's prompt cache holds, at most ``limit``: past it the
+    cache starts over, as a provider's evicts, so a long load test does not grow the mock."""
+
+    __slots__ = ("_keys", "limit")
+
+    def __init__(self, limit: int = CACHE_KEYS_KEPT) -> None:
+        self._keys: set[str | bytes] = set()
+        self.limit = limit
+
+    def seen(self, key: str | bytes) -> bool:
+        """Whether ``key`` was cached before; it is cached from now on either way."""
+        keys = self._keys
+        if key in keys:
+            return True
+        if len(keys) >= self.limit:
+            keys.clear()
+        keys.add(key)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
 class App:
     """State shared by all connections of one server (used from the server's loop thread only,
     except the lock-protected records and scripts)."""
@@ -294,10 +322,10 @@ class App:
         self.ground_truth: int | None = None
         self.scheduler: ChunkScheduler | None = None
         # Provider-side prompt caches (keys only) so repeated prompts report cached tokens.
-        self.openai_cache_keys: set[str] = set()
-        self.deepseek_cache_keys: set[bytes] = set()
-        self.anthropic_cache_keys: set[str] = set()
-        self.bedrock_cache_keys: set[str] = set()
+        self.openai_cache = PromptCache()
+        self.deepseek_cache = PromptCache()
+        self.anthropic_cache = PromptCache()
+        self.bedrock_cache = PromptCache()
         self._fault_table = [
             (Fault.parse(spec), rate) for spec, rate in config.fault_rates.items() if rate > 0
         ]

@@ -55,8 +55,6 @@ def stream_error(message: str) -> bytes:
 OPENAI = ProtocolSpec("openai", error_body, stream_error=stream_error)
 
 _DONE = b"data: [DONE]\n\n"
-#: Prompt digests the DeepSeek dialect remembers for its automatic cache (then it starts over).
-CACHE_KEYS_KEPT = 100_000
 _REASONING_MODEL = re.compile(r"reasoning|^o\d|^gpt-5")
 
 
@@ -125,15 +123,9 @@ def _thinks(model: str, body: dict[str, Any]) -> bool:
 
 def _deepseek_cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int) -> int:
     # DeepSeek caches every prompt unasked: the same model and messages again hit the cache for
-    # three quarters of the prompt. Digests of at most CACHE_KEYS_KEPT prompts are kept.
+    # three quarters of the prompt.
     digest = hashlib.blake2b(dumps([body.get("model"), body.get("messages")]), digest_size=16).digest()
-    cache = ctx.app.deepseek_cache_keys
-    if digest in cache:
-        return max(1, input_tokens * 3 // 4)
-    if len(cache) >= CACHE_KEYS_KEPT:
-        cache.clear()
-    cache.add(digest)
-    return 0
+    return max(1, input_tokens * 3 // 4) if ctx.app.deepseek_cache.seen(digest) else 0
 
 
 def _cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int) -> int:
@@ -141,12 +133,8 @@ def _cached_tokens(ctx: RequestContext, body: dict[str, Any], input_tokens: int)
     key = body.get("prompt_cache_key")
     if not isinstance(key, str) or not key:
         return 0
-    cache = ctx.app.openai_cache_keys
     full_key = f"{body.get('model')}\0{key}"
-    if full_key in cache:
-        return max(1, input_tokens * 3 // 4)
-    cache.add(full_key)
-    return 0
+    return max(1, input_tokens * 3 // 4) if ctx.app.openai_cache.seen(full_key) else 0
 
 
 def _tool_target(tools: Any, tool_choice: Any, *, nested: bool) -> tuple[str, str] | None:
