@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from otelbench.errors import UsageError
-from otelbench.replay.options import OPTION_TYPES, SDK_OPTIONS
+from otelbench.replay.options import OPTION_TYPES, SDK_OPTIONS, number_kind, parse_number
 from otelbench.targets import atomic_write
 
 # numpy (through the statistics) and the replay runner are imported on use: the CLI imports
@@ -111,12 +111,10 @@ def _key_type(key: str) -> type:
 
 def _value(key: str, text: str, flag: str) -> Value:
     kind = _key_type(key)
-    try:
-        value: Value = int(text) if kind is int else float(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise UsageError(f"bad {flag} value {text!r} for {key}: expected {what}") from None
-    if not math.isfinite(value) or ((key in LOAD_KEYS or key == MAX_TOKENS) and value <= 0):
+    value = parse_number(text, kind)
+    if value is None:
+        raise UsageError(f"bad {flag} value {text!r} for {key}: expected {number_kind(kind)}")
+    if (key in LOAD_KEYS or key == MAX_TOKENS) and value <= 0:
         raise UsageError(f"bad {flag} value {text!r} for {key}: expected a positive number")
     return value
 

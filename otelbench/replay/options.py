@@ -144,6 +144,20 @@ def parse_params(
     return options, fields
 
 
+def parse_number(text: str, kind: type) -> int | float | None:
+    """``text`` as an ``int`` or a finite ``float`` (per ``kind``); None if it is not one."""
+    try:
+        value: int | float = int(text) if kind is int else float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def number_kind(kind: type) -> str:
+    """How an error names what ``parse_number`` expected."""
+    return "an integer" if kind is int else "a number"
+
+
 def _option_value(spec: str, key: str, text: str) -> int | float:
     kind = OPTION_TYPES.get(key)
     if kind is None:
@@ -151,12 +165,9 @@ def _option_value(spec: str, key: str, text: str) -> int | float:
             f"bad --param {spec!r}: {key!r} is not a request option ({', '.join(sorted(OPTION_TYPES))}); "
             f"a provider's own field goes as SCHEME:{key}=VALUE"
         )
-    try:
-        value: int | float = int(text) if kind is int else float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise UsageError(f"bad --param {spec!r}: expected {'an integer' if kind is int else 'a number'}")
+    value = parse_number(text, kind)
+    if value is None:
+        raise UsageError(f"bad --param {spec!r}: expected {number_kind(kind)}")
     return value
 
 
@@ -170,6 +181,8 @@ __all__ = [
     "BodyFields",
     "Options",
     "accepted_options",
+    "number_kind",
     "options_for",
+    "parse_number",
     "parse_params",
 ]
