@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def render(stats: list[PromTargetStats]) -> str:
     """A plain-text table, one row per provider/model."""
     shown = list(_SHOWN)
-    if any(s.latencies.get("ttfa", {}) != s.latencies.get("ttft", {}) for s in stats):
+    if any(_differs(s.means.get("ttfa"), s.means.get("ttft")) for s in stats):
         shown.insert(1, _ANSWER)
     header = ["target", "requests", "errors", "instances"]
     for _, label in shown:
@@ -84,6 +84,12 @@ def render(stats: list[PromTargetStats]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("Quantiles: histogram_quantile over the exported explicit buckets (linear within a bucket).")
     return "\n".join(lines)
+
+
+def _differs(a: float | None, b: float | None) -> bool:
+    """Two means that are not the same number (a missing one counts as NaN, NaN as NaN)."""
+    x, y = (math.nan if v is None else v for v in (a, b))
+    return not (x == y or (math.isnan(x) and math.isnan(y)))
 
 
 def _cell(est: Quantile | None) -> str:

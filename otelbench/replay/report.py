@@ -286,8 +286,13 @@ def _histogram_quantile(dist: Distribution, q: float, raw: RawDistribution | Non
 
 def answers_late(reports: Sequence[TargetReport]) -> bool:
     """Whether some target's first answer chunk came after its first chunk: a thinking model's
-    reasoning came first. (Otherwise the two latencies hold the same values.)"""
-    return any((a := r.latencies["ttfa"].metric) and a != r.latencies["ttft"].metric for r in reports)
+    reasoning came first. (Otherwise the two histograms hold the same values: same count, same
+    sum.)"""
+    for r in reports:
+        answer, first = r.latencies["ttfa"].metric, r.latencies["ttft"].metric
+        if answer is not None and (first is None or (answer.count, answer.mean) != (first.count, first.mean)):
+            return True
+    return False
 
 
 def compared(reports: Sequence[TargetReport]) -> tuple[str, ...]:

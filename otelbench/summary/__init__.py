@@ -62,7 +62,7 @@ class TargetStats:
     errors: dict[str, int] = field(default_factory=dict)
     duration: Distribution | None = None
     ttft: Distribution | None = None
-    #: Time to the first answer chunk, of streams that reasoned first (thinking models).
+    #: Time to the first answer chunk (after a thinking model's reasoning; else equal to TTFT).
     ttfa: Distribution | None = None
     time_per_chunk: Distribution | None = None
     time_per_token: Distribution | None = None

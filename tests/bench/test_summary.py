@@ -71,3 +71,15 @@ def test_error_series_are_merged_into_their_target() -> None:
     for q in QUANTILES:
         assert m.duration.q(q) == pytest.approx(exact_quantile(ok + failed, q), rel=0.01)
     assert by_model["other"].requests == 1
+
+
+def test_summarize_shows_the_first_answer_chunk_only_where_it_differs() -> None:
+    from otelbench.cli.summarize import render
+    from otelbench.summary.prometheus import PromTargetStats
+
+    plain = PromTargetStats("openai", "m", requests=3, means={"ttft": 0.06, "ttfa": 0.06})
+    assert "first answer" not in render([plain])
+    thinking = PromTargetStats("deepseek", "r", requests=3, means={"ttft": 0.06, "ttfa": 0.18})
+    assert "first answer p50 ms" in render([plain, thinking])
+    empty = PromTargetStats("ollama", "e", requests=1, means={"ttft": math.nan, "ttfa": math.nan})
+    assert "first answer" not in render([plain, empty])
