@@ -93,7 +93,7 @@ class RawRequest:
 
     @property
     def ttfa(self) -> float | None:
-        """Recorded time to the first answer chunk, when reasoning came first (seconds)."""
+        """Recorded time to the first answer chunk, after any reasoning (seconds)."""
         return self.recorded.ttfa if self.recorded else None
 
     @property
@@ -666,10 +666,11 @@ def http_status(exc: BaseException) -> int | None:
 
 
 def refusal_message(exc: BaseException, api_key: str | None) -> str | None:
-    """The provider's own message in a refusal: from the SDKs' parsed error body (OpenAI's,
-    Anthropic's, Ollama's shapes), botocore's error, or the lean client's raw body. One line,
-    at most MESSAGE_LIMIT characters, the API key blanked should a server echo it."""
-    found: object = None
+    """The provider's own message in a refusal: from the SDKs' parsed error body (OpenAI's and
+    Anthropic's shapes), ollama's ``ResponseError.error``, botocore's error, or the lean client's
+    raw body (any of those shapes). One line, at most MESSAGE_LIMIT characters, the API key
+    blanked should a server echo it."""
+    found: object = getattr(exc, "error", None)  # ollama's ResponseError
     body = getattr(exc, "body", None)
     if isinstance(body, bytes):
         with suppress(ValueError):

@@ -343,6 +343,18 @@ def test_a_refusal_message_is_the_providers_own_in_one_short_line() -> None:
     assert refused(b"<html>Bad Gateway</html>") is None and refused(b'{"error": {}}') is None
     long = refused(b'{"error": {"message": "%b"}}' % (b"x" * 500))
     assert long is not None and len(long) == MESSAGE_LIMIT and long.endswith("\u2026")
+    # The SDKs' own exceptions, as they build them from a response.
+    import ollama
+    from botocore.exceptions import ClientError
+
+    from otelbench.replay.runner import http_status
+
+    missing = ollama.ResponseError('{"error": "model \'m\' not found"}', 404)
+    assert refusal_message(missing, None) == "model 'm' not found" and http_status(missing) == 404
+    meta = {"HTTPStatusCode": 400}
+    error = {"Error": {"Code": "ValidationException", "Message": "Malformed input"}, "ResponseMetadata": meta}
+    refused_by_aws = ClientError(error, "Converse")  # type: ignore[arg-type]
+    assert refusal_message(refused_by_aws, None) == "Malformed input" and http_status(refused_by_aws) == 400
 
 
 def test_options_an_sdk_does_not_name_go_in_the_body() -> None:
