@@ -258,8 +258,8 @@ def test_error_line_mid_stream_sets_error_type(otel: Otel, mock_server: MockServ
 def test_think_times_the_answer_apart(otel: Otel, mock_server: MockServer) -> None:
     # With `think`, the mock's first 3 of 6 records are thinking, 40 ms apart: TTFT is the first
     # thinking record's, and the answer's first record comes three gaps later.
-    client = client_with(mock_server, ttft_ms=20, itl_ms=40, output_tokens=6)
-    parts = list(client.chat(model=MODEL, messages=MESSAGES, stream=True, think=True))
+    with client_with(mock_server, ttft_ms=20, itl_ms=40, output_tokens=6) as client:
+        parts = list(client.chat(model=MODEL, messages=MESSAGES, stream=True, think=True))
     assert sum(1 for p in parts if p.message.thinking) == 3
     a = _single(otel)
     assert a[semconv.STREAM_CHUNK_COUNT] == 6
