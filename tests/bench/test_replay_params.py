@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from otelbench.cli import main
+from otelbench.mock import Dist, ModelProfile
 from otelbench.replay import run_replay
 from otelbench.replay.options import parse_params
 
@@ -85,11 +86,17 @@ def test_thinking_turned_on_by_a_body_field(kind: str, scheme: str, fields: dict
     # Ollama's `think` and Anthropic's `thinking` reach the mock, which then thinks for half of
     # each reply: reasoning tokens, and answers that start after the first chunk.
     config = sdk_replay_config(f"{scheme}:mock-t@mock", True, {}, kind=kind)
-    outcome = run_replay(replace(config, client=replace(config.client, body={scheme: fields})))
+    # 2 of 4 chunks reasoning, 20 ms apart: gaps no socket read could merge (the lean client
+    # stamps chunks per read).
+    profile = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.02), output_tokens=Dist.fixed(4))
+    mock = replace(config.mock_config, profiles={"mock-t": profile})  # type: ignore[arg-type]
+    outcome = run_replay(
+        replace(config, mock_config=mock, client=replace(config.client, body={scheme: fields}))
+    )
     (run,) = outcome.runs
     assert all(r.ok for r in run.measured) and len(run.measured) == 16
-    assert all(r.reasoning_tokens > 0 for r in outcome.mock_records)
-    assert all(r.ttft is not None and r.ttfa is not None and r.ttfa > r.ttft for r in run.measured)
+    assert {r.reasoning_tokens for r in outcome.mock_records} == {2}
+    assert all(r.ttft is not None and r.ttfa is not None and r.ttfa - r.ttft > 0.03 for r in run.measured)
     assert run.metrics is not None and run.metrics.ttfa is not None and run.metrics.ttfa.count == 16
 
 
