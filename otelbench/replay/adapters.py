@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from otelbench.datasets import Prompt
-from otelbench_instrumentation.providers.openai._extract import reasoning_delta
+from otelbench_instrumentation.providers.openai._extract import (
+    ANSWER_EVENTS,
+    FINAL_EVENTS,
+    REASONING_EVENTS,
+    reasoning_delta,
+)
 
 from .options import RESPONSES_SCHEMES, BodyFields, Options, options_for
 from .targets import COMPATIBLE, Target, aws_region
@@ -225,17 +230,8 @@ def observe_openai_chunk(obs: Observation, chunk: Any) -> None:
 
 #: The smallest ``max_output_tokens`` the Responses API accepts.
 RESPONSES_MIN_OUTPUT_TOKENS = 16
-#: Responses-API events that carry output (as the instrumentation counts them).
-RESPONSE_CONTENT_EVENTS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.function_call_arguments.delta",
-        "response.refusal.delta",
-        "response.reasoning_text.delta",
-        "response.reasoning_summary_text.delta",
-    }
-)
-_RESPONSE_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: Responses-API events that carry output: the instrumentation's answer and reasoning deltas.
+RESPONSE_CONTENT_EVENTS = ANSWER_EVENTS | REASONING_EVENTS
 
 
 def responses_request(prompt: Prompt, model: str, extra: Options) -> dict[str, Any]:
@@ -280,7 +276,7 @@ def observe_response_event(obs: Observation, event: Any) -> None:
     kind = event.type
     if kind in RESPONSE_CONTENT_EVENTS:
         obs.chunk()
-    elif kind in _RESPONSE_FINAL_EVENTS:
+    elif kind in FINAL_EVENTS:
         _observe_response_end(obs, event.response)
 
 

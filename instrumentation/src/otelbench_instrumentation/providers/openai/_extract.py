@@ -273,7 +273,8 @@ def on_response(recorder: LLMRecorder, response: Any) -> None:
             recorder.add_output_text(text)
 
 
-_CONTENT_EVENTS = frozenset(
+# Responses-API stream events. The benchmark's client-side timer reads the same sets.
+ANSWER_EVENTS = frozenset(
     {
         "response.output_text.delta",
         "response.function_call_arguments.delta",
@@ -281,20 +282,20 @@ _CONTENT_EVENTS = frozenset(
         "response.custom_tool_call_input.delta",
     }
 )
-_REASONING_EVENTS = frozenset({"response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
-_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+REASONING_EVENTS = frozenset({"response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
+FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 def on_response_event(recorder: LLMRecorder, event: Any) -> None:
     """One Responses-API stream event."""
     kind = event.type
-    if kind in _CONTENT_EVENTS:
+    if kind in ANSWER_EVENTS:
         recorder.on_chunk()
         if kind == "response.output_text.delta":
             recorder.add_output_text(event.delta)
-    elif kind in _REASONING_EVENTS:
+    elif kind in REASONING_EVENTS:
         recorder.on_reasoning_chunk()
-    elif kind in _FINAL_EVENTS:
+    elif kind in FINAL_EVENTS:
         on_response(recorder, event.response)
     elif kind == "response.created":
         response = event.response
