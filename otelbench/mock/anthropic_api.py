@@ -25,6 +25,7 @@ from .core import (
     estimate_tokens,
     jstr,
     text_of,
+    thinking_first,
     word_index,
 )
 from .openai_api import tool_arguments, tool_fragment
@@ -295,16 +296,15 @@ async def messages(ctx: RequestContext) -> None:
             data = b'%b{"type":"text_delta","text":"%b"}}\n\n' % (head, WORDS_JSON[word_index(salt, i)])
             return opening + data if i == thought else data
 
-    if thinks:
-        answer_chunk, thinking_head = chunk, delta_head % 0
+    thinking_head = delta_head % 0
 
-        def chunk(i: int) -> bytes:
-            if i < thought:
-                return b'%b{"type":"thinking_delta","thinking":"%b"}}\n\n' % (
-                    thinking_head,
-                    WORDS_JSON[word_index(salt, i)],
-                )
-            return answer_chunk(i)
+    def thinking_chunk(i: int) -> bytes:
+        return b'%b{"type":"thinking_delta","thinking":"%b"}}\n\n' % (
+            thinking_head,
+            WORDS_JSON[word_index(salt, i)],
+        )
+
+    chunk = thinking_first(thought, thinking_chunk, chunk)
 
     def epilogue() -> bytes:
         out = _event(b"content_block_stop", b'{"type":"content_block_stop","index":%d}' % index)

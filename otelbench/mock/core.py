@@ -97,6 +97,20 @@ def text_of(salt: int, n: int, start: int = 0) -> str:
     return "".join([WORDS[(salt + i * 7) % NWORDS] for i in range(start, n)])
 
 
+def thinking_first(
+    thought: int, thinking: Callable[[int], bytes], answer: Callable[[int], bytes]
+) -> Callable[[int], bytes]:
+    """A stream's chunk(i) for a thinking model: ``thinking(i)`` for the first ``thought`` chunks,
+    ``answer(i)`` after them (``answer`` itself when there is nothing to think)."""
+    if not thought:
+        return answer
+
+    def chunk(i: int) -> bytes:
+        return thinking(i) if i < thought else answer(i)
+
+    return chunk
+
+
 def estimate_tokens(chars: int) -> int:
     """Input-token estimate from a character count (~4 characters per token, at least 1)."""
     return max(1, chars // 4)

@@ -31,6 +31,7 @@ from .core import (
     dumps,
     estimate_tokens,
     text_of,
+    thinking_first,
     word_index,
 )
 from .http import perf_ns
@@ -279,17 +280,15 @@ async def _generation(ctx: RequestContext, chat: bool) -> None:
                 WORDS_JSON[word_index(salt, i)],
             )
 
-    if thinks:
-        answer_chunk = chunk
-        if chat:
-            thinking_line = b'{"model":%b,"created_at":"%b","message":{"role":"assistant","content":"","thinking":"%b"},"done":false}\n'
-        else:
-            thinking_line = b'{"model":%b,"created_at":"%b","response":"","thinking":"%b","done":false}\n'
+    if chat:
+        thinking_line = b'{"model":%b,"created_at":"%b","message":{"role":"assistant","content":"","thinking":"%b"},"done":false}\n'
+    else:
+        thinking_line = b'{"model":%b,"created_at":"%b","response":"","thinking":"%b","done":false}\n'
 
-        def chunk(i: int) -> bytes:
-            if i < thought:
-                return thinking_line % (model_json, iso_now(), WORDS_JSON[word_index(salt, i)])
-            return answer_chunk(i)
+    def thinking_chunk(i: int) -> bytes:
+        return thinking_line % (model_json, iso_now(), WORDS_JSON[word_index(salt, i)])
+
+    chunk = thinking_first(thought, thinking_chunk, chunk)
 
     def epilogue() -> bytes:
         now = perf_ns()

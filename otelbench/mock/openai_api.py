@@ -25,6 +25,7 @@ from .core import (
     estimate_tokens,
     jstr,
     text_of,
+    thinking_first,
     word_index,
 )
 
@@ -387,11 +388,7 @@ async def chat_completions(
         def answering(i: int) -> bytes:
             return b'%b{"content":"%b"}%b' % (head, WORDS_JSON[(salt + 7 * i) % NWORDS], tail)
 
-    chunk = answering
-    if thought:
-
-        def chunk(i: int) -> bytes:
-            return thinking(i) if i < thought else answering(i)
+    chunk = thinking_first(thought, thinking, answering)
 
     def epilogue() -> bytes:
         out = b'%b{},"logprobs":null,"finish_reason":"%b"}]' % (head, finish.encode())
