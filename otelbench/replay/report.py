@@ -165,16 +165,11 @@ class PairTest:
 
 # --- statistics ---------------------------------------------------------------------------------
 def _raw_values(requests: Sequence[RawRequest], latency: str) -> list[float]:
-    """Per-request values the instrumentation recorded (the same ones the histograms hold)."""
-    if latency == "ttft":
-        return [t for r in requests if (t := r.ttft) is not None]
-    if latency == "ttfa":
-        return [t for r in requests if (t := r.ttfa) is not None]
-    if latency == "duration":
-        return [d for r in requests if (d := r.duration) is not None]
-    if latency == "tpot":
-        return [t for r in requests if (t := r.tpot) is not None]
-    return [g for r in requests for g in r.gaps]
+    """Per-request values the instrumentation recorded (the same ones the histograms hold): one
+    per request, or for ``itl`` every gap."""
+    if latency == "itl":
+        return [g for r in requests for g in r.gaps]
+    return [v for r in requests if (v := _per_request(r, latency)) is not None]
 
 
 def _metric(stats: TargetStats | None, latency: str) -> Distribution | None:
@@ -247,6 +242,7 @@ def _cross_check(report: TargetReport) -> None:
 
 
 def _per_request(r: RawRequest, metric: str) -> float | None:
+    """One request's value of ``metric`` (for ``itl``, its mean gap)."""
     if metric == "ttft":
         return r.ttft
     if metric == "ttfa":
