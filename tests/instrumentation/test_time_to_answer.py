@@ -23,7 +23,7 @@ from otelbench_instrumentation.providers.openai import _extract as openai_extrac
 from otelbench_instrumentation.recorder import CHUNK_TIMES_KEPT, Telemetry
 from otelbench_instrumentation.streams import SyncStreamProxy, per_chunk
 
-from .conftest import make_providers
+from .conftest import Otel, make_providers
 
 TICK_S = 0.001
 
@@ -40,16 +40,9 @@ def run(reader: Any, chunks: Iterable[Any], timing: str = "mean") -> tuple[dict[
     recorder.clock = lambda: next(ticks)
     items = list(chunks)
     assert len(list(SyncStreamProxy(iter(items), recorder, reader))) == len(items)
-    (span,) = exporter.get_finished_spans()
-    points = [
-        p
-        for rm in metric_reader.get_metrics_data().resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name == semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK
-        for p in m.data.data_points
-    ]
-    return dict(span.attributes or {}), points
+    otel = Otel(exporter, metric_reader, tp, mp)
+    (span,) = otel.spans()
+    return dict(span.attributes or {}), otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
 
 
 def answer_after_first_chunk(attrs: dict[str, Any], points: list[Any]) -> float | None:
