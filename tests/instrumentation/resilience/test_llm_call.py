@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from otelbench.mock import MockServer
 from otelbench_instrumentation import Usage, llm_call, semconv
 
-from ..conftest import make_providers
+from ..conftest import headers, make_providers
 from .conftest import API_KEY, Otel, genai_spans
 
 PROVIDER = "acme-gateway"
@@ -251,8 +251,8 @@ def test_a_stream_tells_its_reasoning_from_its_answer(otel_pair: Otel, fast_mock
     )
     def think(model: str) -> Iterator[dict[str, Any]]:
         url = f"{fast_mock.url}/deepseek/chat/completions"
-        headers = {"x-mock-ttft-ms": "20", "x-mock-itl-ms": "40", "x-mock-output-tokens": "6"}
-        with httpx.stream("POST", url, json=_payload(model, "hi", stream=True), headers=headers) as response:
+        mock = headers(ttft_ms=20, itl_ms=40, output_tokens=6)
+        with httpx.stream("POST", url, json=_payload(model, "hi", stream=True), headers=mock) as response:
             yield from _sse(response.iter_lines())
 
     chunks = list(think("deepseek-v4-flash"))
