@@ -510,6 +510,7 @@ def _response_object(
     status: str,
     output: list[dict[str, Any]],
     usage: dict[str, Any] | None,
+    reasoning: dict[str, Any],
 ) -> dict[str, Any]:
     incomplete = status == "incomplete"
     return {
@@ -529,7 +530,7 @@ def _response_object(
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": body.get("prompt_cache_key"),
-        "reasoning": {"effort": None, "summary": None},
+        "reasoning": reasoning,
         "service_tier": "default",
         "store": body.get("store", True),
         "temperature": body.get("temperature", 1.0),
@@ -559,12 +560,56 @@ RESPONSES_FIELDS = frozenset(
 )  # fmt: skip
 #: The smallest ``max_output_tokens`` the Responses API takes.
 RESPONSES_MIN_OUTPUT_TOKENS = 16
+#: The values of ``reasoning.effort`` and ``reasoning.summary`` that the Responses API takes.
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+REASONING_SUMMARIES = ("auto", "concise", "detailed")
 
 
 def _invalid(message: str, param: str, code: str) -> ErrorReply:
     """A 400 ``invalid_request_error`` with OpenAI's ``code`` for it."""
     error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
     return ErrorReply(400, message, param=param, body={"error": error})
+
+
+def _one_of(value: Any, allowed: tuple[str, ...], param: str) -> None:
+    if value is not None and value not in allowed:
+        listed = ", ".join(f"'{v}'" for v in allowed[:-1]) + f", and '{allowed[-1]}'"
+        raise _invalid(f"Invalid value: '{value}'. Supported values are: {listed}.", param, "invalid_value")
+
+
+def _responses_reasoning(body: dict[str, Any], model: str) -> tuple[str | None, dict[str, Any]]:
+    """How the model's reasoning shows in the response: None (no reasoning item), "hidden" (an
+    item without text), "summary" (``reasoning.summary`` streams a summary) or "text" (gpt-oss
+    streams its raw chain of thought); and the response's ``reasoning`` object."""
+    requested = body.get("reasoning")
+    if requested is None:
+        requested = {}
+    if not isinstance(requested, dict):
+        raise _invalid(
+            f"Invalid type for 'reasoning': expected an object, but got {type(requested).__name__} instead.",
+            "reasoning",
+            "invalid_type",
+        )
+    effort, summary = requested.get("effort"), requested.get("summary")
+    _one_of(effort, REASONING_EFFORTS, "reasoning.effort")
+    _one_of(summary, REASONING_SUMMARIES, "reasoning.summary")
+    raw = "gpt-oss" in model
+    if not raw and not _is_reasoning(model):
+        if effort is not None:
+            raise _invalid(
+                "Unsupported parameter: 'reasoning.effort' is not supported with this model.",
+                "reasoning.effort",
+                "unsupported_parameter",
+            )
+        return None, {"effort": None, "summary": None}
+    effort = effort or "medium"
+    shown = None if effort == "none" else "text" if raw else "summary" if summary else "hidden"
+    return shown, {"effort": effort, "summary": summary}
+
+
+def _encrypted_reasoning(salt: int) -> str:
+    """A reasoning item's ``encrypted_content`` (opaque to clients; deterministic here)."""
+    return "gAAAAA" + base64.b64encode(hashlib.sha256(b"reasoning %d" % salt).digest()).decode()
 
 
 async def responses(ctx: RequestContext) -> None:
@@ -584,6 +629,7 @@ async def responses(ctx: RequestContext) -> None:
     model = _model(body)
     if body.get("input") is None and body.get("previous_response_id") is None:
         raise ErrorReply(400, "missing required parameter: 'input'", param="input")
+    shown, reasoning_echo = _responses_reasoning(body, model)
     stream = body.get("stream") is True
     ctx.rec.stream = stream
     input_tokens = estimate_tokens(_responses_input_chars(body))
@@ -593,24 +639,32 @@ async def responses(ctx: RequestContext) -> None:
     answered = isinstance(last, dict) and last.get("type") == "function_call_output"
     tool = None if answered else _tool_target(body.get("tools"), body.get("tool_choice"), nested=False)
     n = plan.n
-    reasoning = _reasoning_tokens(model, n)
+    if shown in ("summary", "text") and n < 2:
+        shown = "hidden"  # no room for both reasoning and an answer
+    # Reasoning that streams is output like the answer: the first `thought` of the n chunks, in
+    # output_tokens (max_output_tokens caps both together). Hidden reasoning is n // 2 more tokens.
+    thought = n // 2 if shown in ("summary", "text") else 0
+    reasoning = thought or (max(1, n // 2) if shown == "hidden" else 0)
+    output_tokens = n if thought else n + reasoning
+    answer = n - thought
     cached = _cached_tokens(ctx, body, input_tokens)
     rec = ctx.rec
-    rec.output_tokens = n + reasoning
+    rec.output_tokens = output_tokens
     rec.reasoning_tokens = reasoning
     rec.cache_read_tokens = cached
     usage = {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-        "output_tokens": n + reasoning,
+        "output_tokens": output_tokens,
         "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": input_tokens + n + reasoning,
+        "total_tokens": input_tokens + output_tokens,
     }
     status = "incomplete" if plan.capped else "completed"
     salt = ctx.salt
     tail_id = rec.request_id[4:]
     rid = f"resp_{tail_id}"
     item_id = f"fc_{tail_id}" if tool else f"msg_{tail_id}"
+    rs_id = f"rs_{tail_id}"
     created = int(time.time())
 
     def final_item() -> dict[str, Any]:
@@ -621,31 +675,145 @@ async def responses(ctx: RequestContext) -> None:
                 "status": "completed",
                 "call_id": f"call_{tail_id}",
                 "name": tool[0],
-                "arguments": tool_arguments(salt, n, tool[1]),
+                "arguments": tool_arguments(salt, answer, tool[1]),
             }
         return {
             "id": item_id,
             "type": "message",
             "status": status,
             "role": "assistant",
-            "content": [{"type": "output_text", "text": text_of(salt, n), "annotations": [], "logprobs": []}],
+            "content": [
+                {"type": "output_text", "text": text_of(salt, n, thought), "annotations": [], "logprobs": []}
+            ],
         }
 
+    def reasoning_item(done: bool) -> dict[str, Any]:
+        text = text_of(salt, thought) if done else ""
+        item: dict[str, Any] = {"id": rs_id, "type": "reasoning", "summary": []}
+        if shown == "summary" and done:
+            item["summary"] = [{"type": "summary_text", "text": text}]
+        elif shown == "text":
+            item["content"] = [{"type": "reasoning_text", "text": text}] if done else []
+        item["encrypted_content"] = _encrypted_reasoning(salt)
+        return item
+
+    def response(status: str, output: list[dict[str, Any]], usage: dict[str, Any] | None) -> dict[str, Any]:
+        return _response_object(body, rid, created, model, status, output, usage, reasoning_echo)
+
+    def outputs() -> list[dict[str, Any]]:
+        return [reasoning_item(True), final_item()] if shown else [final_item()]
+
     if not stream:
-        payload = _response_object(body, rid, created, model, status, [final_item()], usage)
-        await ctx.reply_json(plan, dumps(payload))
+        await ctx.reply_json(plan, dumps(response(status, outputs(), usage)))
         return
 
     def event(kind: str, data: dict[str, Any]) -> bytes:
         return b"event: %b\ndata: %b\n\n" % (kind.encode(), dumps(data))
 
-    shell = _response_object(body, rid, created, model, "in_progress", [], None)
+    shell = response("in_progress", [], None)
     preamble = event(
         "response.created", {"type": "response.created", "sequence_number": 0, "response": shell}
     )
     preamble += event(
         "response.in_progress", {"type": "response.in_progress", "sequence_number": 1, "response": shell}
     )
+    # Sequence numbers: `seq` is the first thinking chunk's; `after` the first event after them.
+    seq = 2
+    closing = b""
+    if shown:
+        preamble += event(
+            "response.output_item.added",
+            {
+                "type": "response.output_item.added",
+                "sequence_number": 2,
+                "output_index": 0,
+                "item": reasoning_item(False),
+            },
+        )
+        seq = 3
+        if shown == "summary":
+            preamble += event(
+                "response.reasoning_summary_part.added",
+                {
+                    "type": "response.reasoning_summary_part.added",
+                    "sequence_number": 3,
+                    "item_id": rs_id,
+                    "output_index": 0,
+                    "summary_index": 0,
+                    "part": {"type": "summary_text", "text": ""},
+                },
+            )
+            seq = 4
+        elif shown == "text":
+            preamble += event(
+                "response.content_part.added",
+                {
+                    "type": "response.content_part.added",
+                    "sequence_number": 3,
+                    "item_id": rs_id,
+                    "output_index": 0,
+                    "content_index": 0,
+                    "part": {"type": "reasoning_text", "text": ""},
+                },
+            )
+            seq = 4
+    after = seq + thought
+    if shown:
+        done_item = reasoning_item(True)
+        thinking_text = text_of(salt, thought)
+        if shown == "summary":
+            common: dict[str, Any] = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
+            closing += event(
+                "response.reasoning_summary_text.done",
+                {
+                    "type": "response.reasoning_summary_text.done",
+                    "sequence_number": after,
+                    **common,
+                    "text": thinking_text,
+                },
+            )
+            closing += event(
+                "response.reasoning_summary_part.done",
+                {
+                    "type": "response.reasoning_summary_part.done",
+                    "sequence_number": after + 1,
+                    **common,
+                    "part": {"type": "summary_text", "text": thinking_text},
+                },
+            )
+            after += 2
+        elif shown == "text":
+            common = {"item_id": rs_id, "output_index": 0, "content_index": 0}
+            closing += event(
+                "response.reasoning_text.done",
+                {
+                    "type": "response.reasoning_text.done",
+                    "sequence_number": after,
+                    **common,
+                    "text": thinking_text,
+                },
+            )
+            closing += event(
+                "response.content_part.done",
+                {
+                    "type": "response.content_part.done",
+                    "sequence_number": after + 1,
+                    **common,
+                    "part": {"type": "reasoning_text", "text": thinking_text},
+                },
+            )
+            after += 2
+        closing += event(
+            "response.output_item.done",
+            {
+                "type": "response.output_item.done",
+                "sequence_number": after,
+                "output_index": 0,
+                "item": done_item,
+            },
+        )
+        after += 1
+    index = 1 if shown else 0  # the answer's output_index
     if tool:
         added_item: dict[str, Any] = {
             "id": item_id,
@@ -663,9 +831,14 @@ async def responses(ctx: RequestContext) -> None:
             "role": "assistant",
             "content": [],
         }
-    opening = event(
+    opening = closing + event(
         "response.output_item.added",
-        {"type": "response.output_item.added", "sequence_number": 2, "output_index": 0, "item": added_item},
+        {
+            "type": "response.output_item.added",
+            "sequence_number": after,
+            "output_index": index,
+            "item": added_item,
+        },
     )
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     if not tool:
@@ -673,38 +846,60 @@ async def responses(ctx: RequestContext) -> None:
             "response.content_part.added",
             {
                 "type": "response.content_part.added",
-                "sequence_number": 3,
+                "sequence_number": after + 1,
                 "item_id": item_id,
-                "output_index": 0,
+                "output_index": index,
                 "content_index": 0,
                 "part": part,
             },
         )
-    first_seq = 3 if tool else 4
+    # Chunk i's delta has sequence number first_seq + i.
+    first_seq = after + (1 if tool else 2) - thought
+    chunk: Callable[[int], bytes]
     if tool:
         param = tool[1]
         delta_head = (
-            b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":"%b","output_index":0,"sequence_number":'
-            % item_id.encode()
+            b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta","item_id":"%b","output_index":%d,"sequence_number":'
+            % (item_id.encode(), index)
         )
 
         def chunk(i: int) -> bytes:
             data = b'%b%d,"delta":"%b"}\n\n' % (
                 delta_head,
                 first_seq + i,
-                jstr(tool_fragment(salt, i, n, param)),
+                jstr(tool_fragment(salt, i - thought, answer, param)),
             )
-            return opening + data if i == 0 else data
+            return opening + data if i == thought else data
 
     else:
         delta_head = (
-            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"%b","output_index":0,"content_index":0,"logprobs":[],"sequence_number":'
-            % item_id.encode()
+            b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"%b","output_index":%d,"content_index":0,"logprobs":[],"sequence_number":'
+            % (item_id.encode(), index)
         )
 
         def chunk(i: int) -> bytes:
             data = b'%b%d,"delta":"%b"}\n\n' % (delta_head, first_seq + i, WORDS_JSON[word_index(salt, i)])
-            return opening + data if i == 0 else data
+            return opening + data if i == thought else data
+
+    if thought:
+        if shown == "summary":
+            kind, position = b"response.reasoning_summary_text.delta", b'"summary_index":0'
+        else:
+            kind, position = b"response.reasoning_text.delta", b'"content_index":0'
+        thinking_head = (
+            b'event: %b\ndata: {"type":"%b","item_id":"%b","output_index":0,%b,"sequence_number":'
+            % (
+                kind,
+                kind,
+                rs_id.encode(),
+                position,
+            )
+        )
+
+        def thinking(i: int) -> bytes:
+            return b'%b%d,"delta":"%b"}\n\n' % (thinking_head, seq + i, WORDS_JSON[word_index(salt, i)])
+
+        chunk = thinking_first(thought, thinking, chunk)
 
     def epilogue() -> bytes:
         seq = first_seq + n
@@ -717,14 +912,14 @@ async def responses(ctx: RequestContext) -> None:
                     "type": "response.function_call_arguments.done",
                     "sequence_number": seq,
                     "item_id": item_id,
-                    "output_index": 0,
+                    "output_index": index,
                     "arguments": item["arguments"],
                 },
             )
             seq += 1
         else:
             text = item["content"][0]["text"]
-            common = {"item_id": item_id, "output_index": 0, "content_index": 0}
+            common = {"item_id": item_id, "output_index": index, "content_index": 0}
             out += event(
                 "response.output_text.done",
                 {
@@ -747,15 +942,20 @@ async def responses(ctx: RequestContext) -> None:
             seq += 2
         out += event(
             "response.output_item.done",
-            {"type": "response.output_item.done", "sequence_number": seq, "output_index": 0, "item": item},
+            {
+                "type": "response.output_item.done",
+                "sequence_number": seq,
+                "output_index": index,
+                "item": item,
+            },
         )
-        final = _response_object(body, rid, created, model, status, [item], usage)
+        final = response(status, outputs(), usage)
         kind = f"response.{status}"
         return out + event(kind, {"type": kind, "sequence_number": seq + 1, "response": final})
 
     def failure(message: str) -> bytes:
         # The Responses API ends a stream that fails with response.failed (no exception).
-        failed = _response_object(body, rid, created, model, "failed", [], None)
+        failed = response("failed", [], None)
         failed["error"] = {"code": "server_error", "message": message}
         seq = first_seq + min(plan.fault.after_chunks, n)
         return event(

@@ -322,6 +322,150 @@ def test_responses_refuses_what_openai_refuses(
     assert param in body["message"]
 
 
+# -- responses: reasoning --------------------------------------------------------------------------------
+
+THOUGHT = OUTPUT_TOKENS // 2  # a reasoning stream's first half is reasoning
+
+
+def test_responses_reasoning_model_has_a_hidden_reasoning_item(client: openai.OpenAI) -> None:
+    # Without a summary the reasoning is hidden: an item without text before the answer, and
+    # OUTPUT_TOKENS // 2 reasoning tokens on top of the answer's.
+    response = client.responses.create(model="o4-mini-reasoning", input="hi")
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning" and reasoning.summary == [] and reasoning.encrypted_content
+    assert message.type == "message" and len(response.output_text.split()) == OUTPUT_TOKENS
+    assert response.reasoning and (response.reasoning.effort, response.reasoning.summary) == ("medium", None)
+    usage = response.usage
+    assert usage and usage.output_tokens == OUTPUT_TOKENS + THOUGHT
+    assert usage.output_tokens_details.reasoning_tokens == THOUGHT
+    events = list(client.responses.create(model="o4-mini-reasoning", input="hi", stream=True))
+    assert [e.type for e in events][:6] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) == OUTPUT_TOKENS and {e.output_index for e in deltas} == {1}
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning", "kind"),
+    [
+        ("o4-mini-reasoning", {"effort": "low", "summary": "auto"}, "summary"),
+        ("gpt-oss-120b", None, "text"),
+    ],
+)
+def test_responses_reasoning_streams_before_the_answer(
+    client: openai.OpenAI, mock: MockServer, model: str, reasoning: Any, kind: str
+) -> None:
+    # A summary (asked for) or gpt-oss's raw chain of thought streams first: the first half of the
+    # output, counted in it, in a reasoning item at output_index 0; the answer is item 1.
+    extra: Any = {"reasoning": reasoning} if reasoning else {}
+    stream = client.responses.with_raw_response.create(model=model, input="hi", stream=True, **extra)
+    events = list(stream.parse())
+    types = [e.type for e in events]
+    if kind == "summary":
+        part = "response.reasoning_summary_part"
+        opening = [f"{part}.added", *["response.reasoning_summary_text.delta"] * THOUGHT]
+        closing = ["response.reasoning_summary_text.done", f"{part}.done"]
+    else:
+        opening = ["response.content_part.added", *["response.reasoning_text.delta"] * THOUGHT]
+        closing = ["response.reasoning_text.done", "response.content_part.done"]
+    assert types == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        *opening,
+        *closing,
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * (OUTPUT_TOKENS - THOUGHT),
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1]
+    assert final.type == "response.completed"
+    item, message = final.response.output
+    assert item.type == "reasoning" and message.type == "message"
+    thought = "".join(
+        e.delta for e in events if e.type.startswith("response.reasoning") and e.type.endswith(".delta")
+    )
+    assert len(thought.split()) == THOUGHT
+    assert (item.summary[0].text if kind == "summary" else (item.content or [])[0].text) == thought
+    answer = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert final.response.output_text == answer and len(answer.split()) == OUTPUT_TOKENS - THOUGHT
+    usage = final.response.usage
+    assert usage and usage.output_tokens == OUTPUT_TOKENS
+    assert usage.output_tokens_details.reasoning_tokens == THOUGHT
+    record = record_for(mock, stream.headers["x-request-id"])
+    assert (record.output_tokens, record.reasoning_tokens, record.chunks) == (
+        OUTPUT_TOKENS,
+        THOUGHT,
+        OUTPUT_TOKENS,
+    )
+    # The whole response holds the same two items; the stream helper rebuilds them.
+    whole = client.responses.create(model=model, input="hi", **extra)
+    assert [o.type for o in whole.output] == ["reasoning", "message"]
+    assert len(whole.output_text.split()) == OUTPUT_TOKENS - THOUGHT
+    with client.responses.stream(model=model, input="hi", **extra) as helper:
+        rebuilt = helper.get_final_response()
+    assert [o.type for o in rebuilt.output] == ["reasoning", "message"]
+
+
+def test_responses_reasoning_then_a_function_call(client: openai.OpenAI) -> None:
+    tool: Any = {
+        "type": "function",
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"term": {"type": "string"}}},
+    }
+    summary: Any = {"summary": "detailed"}
+    events = list(
+        client.responses.create(
+            model="o4-mini-reasoning", input="look", tools=[tool], reasoning=summary, stream=True
+        )
+    )
+    arguments = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert len(arguments) == OUTPUT_TOKENS - THOUGHT and {e.output_index for e in arguments} == {1}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    final = events[-1]
+    assert final.type == "response.completed"
+    call = final.response.output[1]
+    assert call.type == "function_call" and json.loads(call.arguments)["term"]
+    assert "".join(e.delta for e in arguments) == call.arguments
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning", "param", "code"),
+    [
+        ("gpt-4o-mini", {"effort": "low"}, "reasoning.effort", "unsupported_parameter"),
+        ("o4-mini-reasoning", {"effort": "maximal"}, "reasoning.effort", "invalid_value"),
+        ("o4-mini-reasoning", {"summary": "brief"}, "reasoning.summary", "invalid_value"),
+    ],
+)
+def test_responses_refuses_reasoning_it_cannot_do(
+    client: openai.OpenAI, model: str, reasoning: Any, param: str, code: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model=model, input="hi", reasoning=reasoning)
+    body: Any = raised.value.body
+    assert (body["param"], body["code"]) == (param, code)
+
+
+def test_responses_effort_none_does_not_reason(client: openai.OpenAI) -> None:
+    response = client.responses.create(model="gpt-5.1", input="hi", reasoning={"effort": "none"})
+    assert [o.type for o in response.output] == ["message"]
+    assert response.usage and response.usage.output_tokens_details.reasoning_tokens == 0
+    assert response.reasoning and response.reasoning.effort == "none"
+
+
 @pytest.mark.parametrize("after", [2, OUTPUT_TOKENS + 5])
 def test_error_fault_ends_the_stream_with_an_error_event(
     client: openai.OpenAI, mock: MockServer, after: int
