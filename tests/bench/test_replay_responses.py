@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from otelbench.mock import Dist, ModelProfile
 from otelbench.replay import run_replay
 
 from .conftest import sdk_replay_config
@@ -54,3 +55,21 @@ def test_a_failed_response_is_a_failed_request(kind: str) -> None:
     assert {r.error_type for r in failed} == {"server_error"}
     assert all(len(r.chunk_ns) == 1 for r in failed)
     assert run.metrics is not None and run.metrics.errors == {"server_error": len(failed)}
+
+
+@pytest.mark.parametrize("kind", ["sdk", "http"])
+def test_a_reasoning_summary_is_timed_apart_from_the_answer(kind: str) -> None:
+    # `reasoning.summary` (an openai: body field) makes the mock's reasoning model stream a summary
+    # before its answer: 2 of 4 chunks, 20 ms apart (gaps no socket read of the lean client merges).
+    config = sdk_replay_config("openai:mock-reasoning@mock", True, {}, kind=kind)
+    profile = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.02), output_tokens=Dist.fixed(4))
+    mock = replace(config.mock_config, profiles={"mock-reasoning": profile})  # type: ignore[arg-type]
+    body = {"openai": {"reasoning": {"effort": "low", "summary": "auto"}}}
+    client = replace(config.client, api="responses", body=body)
+    outcome = run_replay(replace(config, mock_config=mock, client=client))
+    (run,) = outcome.runs
+    assert all(r.ok for r in run.measured) and len(run.measured) == 16
+    assert {(r.reasoning_tokens, r.output_tokens) for r in outcome.mock_records} == {(2, 4)}
+    assert all(r.ttft is not None and r.ttfa is not None and r.ttfa - r.ttft > 0.03 for r in run.measured)
+    assert run.metrics is not None and run.metrics.ttfa is not None and run.metrics.ttfa.count == 16
+    assert run.metrics.ttfa.mean - run.metrics.ttft.mean > 0.03  # type: ignore[union-attr]

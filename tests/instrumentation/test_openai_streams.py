@@ -294,3 +294,66 @@ def test_failed_response_event_sets_error_type(otel: Otel, client: openai.OpenAI
     assert span.status.status_code.name == "ERROR" and span.status.description == "server_error"
     (point,) = otel.points(semconv.METRIC_OPERATION_DURATION)
     assert point.attributes[semconv.ERROR_TYPE] == "server_error"
+
+
+# A Responses reasoning stream: 3 reasoning deltas then 3 answer deltas, 60 ms apart.
+SLOW_THOUGHT = headers(ttft_ms=20, itl_ms=60, output_tokens=6)
+
+
+@pytest.mark.parametrize(
+    ("model", "reasoning"),
+    [("o4-mini-reasoning", {"summary": "auto"}), ("gpt-oss-20b", None)],
+    ids=["summary", "raw-text"],
+)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_responses_reasoning_deltas_are_chunks_before_the_answer(
+    otel: Otel, mock_server: MockServer, model: str, reasoning: object, kind: str
+) -> None:
+    # A reasoning summary (or gpt-oss's raw reasoning) streams before the answer: TTFT is the
+    # first reasoning delta's, the answer's own time three 60 ms gaps later, as with DeepSeek.
+    extra: dict[str, object] = {"extra_headers": SLOW_THOUGHT}
+    if reasoning:
+        extra["reasoning"] = reasoning
+    if kind == "sync":
+        with openai.OpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY) as client:
+            events = list(client.responses.create(model=model, input="think", stream=True, **extra))  # type: ignore[call-overload]
+    else:
+
+        async def main() -> list[object]:
+            async with openai.AsyncOpenAI(base_url=mock_server.openai_base_url, api_key=API_KEY) as client:
+                stream = await client.responses.create(model=model, input="think", stream=True, **extra)  # type: ignore[call-overload]
+                return [e async for e in stream]
+
+        events = asyncio.run(main())
+    kinds = [getattr(e, "type", None) for e in events]
+    assert sum(1 for k in kinds if k and k.startswith("response.reasoning") and k.endswith("text.delta")) == 3
+    a = _single(otel)
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert 0.02 <= ttft < 0.02 + 0.06  # the first reasoning delta, not the answer's
+    answer = a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK]
+    assert 0.02 + 3 * 0.06 <= answer < 0.02 + 4 * 0.06
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(answer)
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
+    assert a[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 3
+
+
+def test_responses_hidden_reasoning_answers_with_the_first_chunk(otel: Otel, client: openai.OpenAI) -> None:
+    # Without a summary a reasoning model's thinking streams nothing: its reasoning item is no
+    # chunk, the first answer delta is both times, and the reasoning tokens still count.
+    events = list(
+        client.responses.create(
+            model="o4-mini-reasoning", input="think", stream=True, extra_headers=SLOW_THOUGHT
+        )
+    )
+    final = events[-1]
+    assert final.type == "response.completed"
+    assert [o.type for o in final.response.output] == ["reasoning", "message"]
+    a = _single(otel)
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6
+    ttft = a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    assert 0.02 <= ttft < 0.02 + 0.06
+    assert a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK] == ttft
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 9
+    assert a[semconv.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] == 3
