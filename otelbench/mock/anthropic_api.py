@@ -114,7 +114,7 @@ def prompt_usage(body: dict[str, Any]) -> tuple[int, int, str | None]:
 MIN_THINKING_BUDGET = 1024
 
 
-def _thinks(body: dict[str, Any], max_tokens: int) -> bool:
+def extended_thinking(body: dict[str, Any], max_tokens: int) -> bool:
     """Whether the request turns extended thinking on; an ErrorReply for what Anthropic refuses."""
     thinking = body.get("thinking")
     if thinking is None:
@@ -144,7 +144,7 @@ def _thinks(body: dict[str, Any], max_tokens: int) -> bool:
     return True
 
 
-def _signature(salt: int) -> str:
+def thinking_signature(salt: int) -> str:
     """A thinking block's signature (opaque to clients; deterministic here)."""
     return hashlib.sha256(b"thinking %d" % salt).hexdigest()
 
@@ -203,7 +203,7 @@ async def messages(ctx: RequestContext) -> None:
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise ErrorReply(400, "max_tokens: Field required (a positive integer)")
-    thinks = _thinks(body, max_tokens)
+    thinks = extended_thinking(body, max_tokens)
     stream = body.get("stream") is True
     rec = ctx.rec
     rec.stream = stream
@@ -241,7 +241,7 @@ async def messages(ctx: RequestContext) -> None:
         content: list[dict[str, Any]] = []
         if thinks:
             thinking = text_of(salt, thought)
-            content.append({"type": "thinking", "thinking": thinking, "signature": _signature(salt)})
+            content.append({"type": "thinking", "thinking": thinking, "signature": thinking_signature(salt)})
         if tool:
             arguments = json.loads(tool_arguments(salt, answer, tool[1]))
             content.append({"type": "tool_use", "id": tool_id, "name": tool[0], "input": arguments})
@@ -272,7 +272,7 @@ async def messages(ctx: RequestContext) -> None:
         # The thinking block closes (its signature, then its stop) as the answer's opens.
         opening = (
             b'%b{"type":"signature_delta","signature":"%b"}}\n\n'
-            % (delta_head % 0, _signature(salt).encode())
+            % (delta_head % 0, thinking_signature(salt).encode())
             + _event(b"content_block_stop", b'{"type":"content_block_stop","index":0}')
             + opening
         )

@@ -6,11 +6,19 @@ prelude (total length, headers length, CRC32 of those 8 bytes), string headers (
 ``authorization`` header is accepted unchecked. InvokeModel bodies are understood for the Anthropic
 (``anthropic.*``, Messages format with ``anthropic_version``) and Amazon Nova (``amazon.nova*``,
 ``schemaVersion: messages-v1``) families; Converse works for any model id.
+
+Anthropic models think as on Anthropic's own API (validated by the same rules): InvokeModel bodies
+with ``thinking`` get the Messages API's thinking block before the text block at index 1, and
+Converse requests with ``additionalModelRequestFields: {"thinking": ...}`` a ``reasoningContent``
+block (streamed as ``reasoningContent.text`` deltas closed by a ``reasoningContent.signature``
+delta) before the text block at ``contentBlockIndex`` 1. The first half of the output is the
+thinking, counted in the output tokens.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import struct
 import zlib
@@ -18,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .anthropic_api import message_object, prompt_usage
+from .anthropic_api import extended_thinking, message_object, prompt_usage, thinking_signature
 from .core import (
     WORDS_JSON,
     ErrorReply,
@@ -29,6 +37,7 @@ from .core import (
     dumps,
     estimate_tokens,
     text_of,
+    thinking_first,
     word_index,
 )
 from .http import perf_ns
@@ -136,6 +145,37 @@ _NOVA_DELTAS = tuple(
     for w in WORDS_JSON
 )
 
+
+@functools.cache
+def _converse_thinking_deltas() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(reasoning deltas of block 0, text deltas of block 1) per word; built on first use, so
+    requests without thinking never pay for them."""
+    reasoning = tuple(
+        event(b"contentBlockDelta", b'{"contentBlockIndex":0,"delta":{"reasoningContent":{"text":"%b"}}}' % w)
+        for w in WORDS_JSON
+    )
+    answer = tuple(
+        event(b"contentBlockDelta", b'{"contentBlockIndex":1,"delta":{"text":"%b"}}' % w) for w in WORDS_JSON
+    )
+    return reasoning, answer
+
+
+@functools.cache
+def _anthropic_thinking_deltas() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """(thinking_delta chunks of block 0, text_delta chunks of block 1) per word, built on first use."""
+    thinking = tuple(
+        chunk_event(
+            b'{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"%b"}}' % w
+        )
+        for w in WORDS_JSON
+    )
+    answer = tuple(
+        chunk_event(b'{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"%b"}}' % w)
+        for w in WORDS_JSON
+    )
+    return thinking, answer
+
+
 # -- request inspection --------------------------------------------------------------------------
 
 _REGION_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
@@ -197,6 +237,41 @@ def _messages(body: dict[str, Any]) -> None:
         raise ErrorReply(400, "messages: at least one message is required")
 
 
+# Bedrock relays what the model refuses in a Converse request under this prefix.
+_MODEL_ERRORS = "The model returned the following errors: "
+
+
+def _converse_thinks(
+    body: dict[str, Any], model: str, config: dict[str, Any], max_tokens: int | None
+) -> bool:
+    """Whether a Converse request turns an Anthropic model's extended thinking on
+    (``additionalModelRequestFields.thinking``), validated as Anthropic validates it.
+
+    Bedrock hands the field to the model: only Anthropic models think here (other families' extra
+    fields are ignored, as every other unknown field is). Without ``inferenceConfig.maxTokens`` the
+    budget is not compared with it: the cap Bedrock then applies is not documented, so the mock
+    does not invent one.
+    """
+    fields = body.get("additionalModelRequestFields")
+    if not isinstance(fields, dict) or "thinking" not in fields or family(model) != "anthropic":
+        return False
+    tool_config = body.get("toolConfig")
+    choice = tool_config.get("toolChoice") if isinstance(tool_config, dict) else None
+    forced = None
+    if isinstance(choice, dict):  # Converse's {"any": {}} / {"tool": {"name"}} are Anthropic's any / tool
+        forced = next((kind for kind in ("any", "tool") if kind in choice), None)
+    request = {
+        "thinking": fields["thinking"],
+        "temperature": config.get("temperature"),
+        "top_k": fields.get("top_k"),
+        "tool_choice": {"type": forced} if forced else None,
+    }
+    try:
+        return extended_thinking(request, max_tokens if max_tokens is not None else 1 << 62)
+    except ErrorReply as err:
+        raise ErrorReply(400, _MODEL_ERRORS + err.message) from None
+
+
 def _cache(ctx: RequestContext, model: str, cacheable: int, digest: str | None) -> tuple[int, int]:
     """(cache read, cache write) tokens: a prefix is written on first use and read afterwards."""
     if digest is None or not cacheable:
@@ -243,31 +318,67 @@ async def converse(ctx: RequestContext, model: str, stream: bool) -> None:
     if not isinstance(config, dict):
         raise ErrorReply(400, "inferenceConfig must be an object")
     max_tokens = _positive_int(config.get("maxTokens"), "inferenceConfig.maxTokens")
+    thinks = _converse_thinks(body, model, config, max_tokens)
     ctx.rec.stream = stream
     total, cacheable, digest = converse_prompt(body)
     plan, input_tokens, read, write = await _plan(ctx, model, total, max_tokens, cacheable, digest)
     n = plan.n
+    # Thinking: the first `thought` of the n output tokens are the reasoning block's.
+    thought = n // 2 if thinks else 0
+    ctx.rec.reasoning_tokens = thought
     stop = "max_tokens" if plan.capped else "end_turn"
     usage = _usage(input_tokens, n, read, write)
+    salt = ctx.salt
     if not stream:
+        if thinks:
+            thoughts = {
+                "reasoningText": {"text": text_of(salt, thought), "signature": thinking_signature(salt)}
+            }
+            content: list[dict[str, Any]] = [
+                {"reasoningContent": thoughts},
+                {"text": text_of(salt, n, thought)},
+            ]
+        else:
+            content = [{"text": text_of(salt, n)}]
         payload = {
-            "output": {"message": {"role": "assistant", "content": [{"text": text_of(ctx.salt, n)}]}},
+            "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": stop,
             "usage": usage,
             "metrics": {"latencyMs": round(plan.body_delay() * 1000)},
         }
         await ctx.reply_json(plan, dumps(payload))
         return
-    salt = ctx.salt
     preamble = event(b"messageStart", b'{"role":"assistant"}')
+    chunk: Callable[[int], bytes]
+    last_block = b'{"contentBlockIndex":0}'
+    if thinks:
+        # Block 0 is the reasoning (no contentBlockStart, as for text); its signature and stop go
+        # out with the first answer chunk, whose text is block 1.
+        last_block = b'{"contentBlockIndex":1}'
+        reasoning_deltas, answer_deltas = _converse_thinking_deltas()
+        closing = event(
+            b"contentBlockDelta",
+            b'{"contentBlockIndex":0,"delta":{"reasoningContent":{"signature":"%b"}}}'
+            % thinking_signature(salt).encode(),
+        ) + event(b"contentBlockStop", b'{"contentBlockIndex":0}')
 
-    def chunk(i: int) -> bytes:
-        return _CONVERSE_DELTAS[word_index(salt, i)]
+        def answer(i: int) -> bytes:
+            data = answer_deltas[word_index(salt, i)]
+            return closing + data if i == thought else data
+
+        def reasoning(i: int) -> bytes:
+            return reasoning_deltas[word_index(salt, i)]
+
+        chunk = thinking_first(thought, reasoning, answer)
+    else:
+
+        def chunk(i: int) -> bytes:
+            return _CONVERSE_DELTAS[word_index(salt, i)]
 
     def epilogue() -> bytes:
         metadata = {"usage": usage, "metrics": {"latencyMs": _elapsed_ms(ctx)}}
         return (
-            event(b"contentBlockStop", b'{"contentBlockIndex":0}')
+            event(b"contentBlockStop", last_block)
             + event(b"messageStop", b'{"stopReason":"%b"}' % stop.encode())
             + event(b"metadata", dumps(metadata))
         )
@@ -304,8 +415,11 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
         max_tokens = _positive_int(body.get("max_tokens"), "max_tokens")
         if max_tokens is None:
             raise ErrorReply(400, "max_tokens: Field required")
+        # The body is Anthropic's own: its refusals come back in Anthropic's words.
+        thinks = extended_thinking(body, max_tokens)
         total, cacheable, digest = prompt_usage(body)
     else:
+        thinks = False
         config = body.get("inferenceConfig") or {}
         if not isinstance(config, dict):
             raise ErrorReply(400, "inferenceConfig must be an object")
@@ -315,6 +429,9 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
         total, cacheable, digest = converse_prompt(body)
     plan, input_tokens, read, write = await _plan(ctx, model, total, max_tokens, cacheable, digest)
     n = plan.n
+    # Thinking (Anthropic only): the first `thought` of the n output tokens are the thinking block's.
+    thought = n // 2 if thinks else 0
+    rec.reasoning_tokens = thought
     stop = "max_tokens" if plan.capped else "end_turn"
     mid = f"msg_bdrk_{rec.request_id[4:]}"
     salt = ctx.salt
@@ -329,7 +446,17 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
 
     if not stream:
         if kind == "anthropic":
-            content = [{"type": "text", "text": text_of(salt, n)}]
+            if thinks:
+                content = [
+                    {
+                        "type": "thinking",
+                        "thinking": text_of(salt, thought),
+                        "signature": thinking_signature(salt),
+                    },
+                    {"type": "text", "text": text_of(salt, n, thought)},
+                ]
+            else:
+                content = [{"type": "text", "text": text_of(salt, n)}]
             payload = message_object(mid, model, content, stop, anthropic_usage(n))
         else:
             payload = {
@@ -354,16 +481,50 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
 
     # InvokeModelWithResponseStream's `contentType`: the type of the chunks' decoded bytes.
     ctx.headers += b"x-amzn-bedrock-content-type: application/json\r\n"
-    deltas = _ANTHROPIC_DELTAS if kind == "anthropic" else _NOVA_DELTAS
+    chunk: Callable[[int], bytes]
+    if thinks:
+        # Anthropic's thinking stream: block 0 is the thinking, closed (signature, then stop) as
+        # the text block opens at index 1.
+        thinking_deltas, answer_deltas = _anthropic_thinking_deltas()
+        opening = (
+            chunk_event(
+                b'{"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"signature_delta","signature":"%b"}}' % thinking_signature(salt).encode()
+            )
+            + chunk_event(b'{"type":"content_block_stop","index":0}')
+            + chunk_event(
+                b'{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}'
+            )
+        )
 
-    def chunk(i: int) -> bytes:
-        return deltas[word_index(salt, i)]
+        def answer(i: int) -> bytes:
+            data = answer_deltas[word_index(salt, i)]
+            return opening + data if i == thought else data
+
+        def thinking(i: int) -> bytes:
+            return thinking_deltas[word_index(salt, i)]
+
+        chunk = thinking_first(thought, thinking, answer)
+    else:
+        deltas = _ANTHROPIC_DELTAS if kind == "anthropic" else _NOVA_DELTAS
+
+        def chunk(i: int) -> bytes:
+            return deltas[word_index(salt, i)]
 
     if kind == "anthropic":
         start = {"type": "message_start", "message": message_object(mid, model, [], None, anthropic_usage(1))}
-        preamble = chunk_event(dumps(start)) + chunk_event(
-            b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
-        )
+        if thinks:
+            first_block = (
+                b'{"type":"content_block_start","index":0,'
+                b'"content_block":{"type":"thinking","thinking":"","signature":""}}'
+            )
+            last_block = b'{"type":"content_block_stop","index":1}'
+        else:
+            first_block = (
+                b'{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}'
+            )
+            last_block = b'{"type":"content_block_stop","index":0}'
+        preamble = chunk_event(dumps(start)) + chunk_event(first_block)
 
         def epilogue() -> bytes:
             delta = {
@@ -375,11 +536,7 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
                 "type": "message_stop",
                 "amazon-bedrock-invocationMetrics": _invocation_metrics(ctx, total, n),
             }
-            return (
-                chunk_event(b'{"type":"content_block_stop","index":0}')
-                + chunk_event(dumps(delta))
-                + chunk_event(dumps(last))
-            )
+            return chunk_event(last_block) + chunk_event(dumps(delta)) + chunk_event(dumps(last))
 
     else:
         preamble = chunk_event(b'{"messageStart":{"role":"assistant"}}')

@@ -74,22 +74,29 @@ def test_ollama_fields_and_options(kind: str) -> None:
     assert all(r.ok for r in run.measured) and len(run.measured) == 16
 
 
-@pytest.mark.parametrize("kind", ["sdk", "http"])
+_THINKING_FIELDS = [
+    ("ollama", "mock-t", {"think": True}),
+    ("anthropic", "mock-t", {"thinking": {"type": "adaptive"}}),
+]
+
+
 @pytest.mark.parametrize(
-    ("scheme", "fields"),
-    [
-        ("ollama", {"think": True}),
-        ("anthropic", {"thinking": {"type": "adaptive"}}),
-    ],
+    ("kind", "scheme", "model", "fields"),
+    [(kind, *case) for kind in ("sdk", "http") for case in _THINKING_FIELDS]
+    # Converse hands the field to an Anthropic model as additionalModelRequestFields (boto3 only:
+    # the lean client does not speak Bedrock).
+    + [("sdk", "bedrock", "anthropic.mock-t", {"thinking": {"type": "adaptive"}})],
 )
-def test_thinking_turned_on_by_a_body_field(kind: str, scheme: str, fields: dict[str, Any]) -> None:
-    # Ollama's `think` and Anthropic's `thinking` reach the mock, which then thinks for half of
-    # each reply: reasoning tokens, and answers that start after the first chunk.
-    config = sdk_replay_config(f"{scheme}:mock-t@mock", True, {}, kind=kind)
+def test_thinking_turned_on_by_a_body_field(
+    kind: str, scheme: str, model: str, fields: dict[str, Any]
+) -> None:
+    # Ollama's `think` and Anthropic's `thinking` (also on Bedrock) reach the mock, which then
+    # thinks for half of each reply: reasoning tokens, and answers that start after the first chunk.
+    config = sdk_replay_config(f"{scheme}:{model}@mock", True, {}, kind=kind)
     # 2 of 4 chunks reasoning, 20 ms apart: gaps no socket read could merge (the lean client
     # stamps chunks per read).
     profile = ModelProfile(ttft=Dist.fixed(0.01), itl=Dist.fixed(0.02), output_tokens=Dist.fixed(4))
-    mock = replace(config.mock_config, profiles={"mock-t": profile})  # type: ignore[arg-type]
+    mock = replace(config.mock_config, profiles={model: profile})  # type: ignore[arg-type]
     outcome = run_replay(
         replace(config, mock_config=mock, client=replace(config.client, body={scheme: fields}))
     )

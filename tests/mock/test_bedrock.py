@@ -228,3 +228,211 @@ def test_converse_stream_ttft_follows_the_plan(timing_mock: MockServer) -> None:
         assert abs(served - TTFT_S) < 0.001, served
 
     within_attempts(check)
+
+
+# -- Anthropic extended thinking ---------------------------------------------------------------
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+THOUGHT = OUTPUT_TOKENS // 2  # the mock thinks for the first half of the output
+
+
+def _invoke_body(**fields: Any) -> str:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 2048,
+        "messages": [{"role": "user", "content": "Hi"}],
+    }
+    return json.dumps({**body, **fields})
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_converse_stream_thinking_event_sequence(client: Any, mock: MockServer) -> None:
+    response = client.converse_stream(
+        modelId=MODEL,
+        messages=MESSAGES,
+        inferenceConfig={"maxTokens": 2048},
+        additionalModelRequestFields={"thinking": THINKING},
+    )
+    events = list(response["stream"])
+    kinds = [next(iter(e)) for e in events]
+    answer = OUTPUT_TOKENS - THOUGHT
+    assert kinds == [
+        "messageStart",
+        *["contentBlockDelta"] * (THOUGHT + 1),  # the reasoning, then its signature
+        "contentBlockStop",
+        *["contentBlockDelta"] * answer,
+        "contentBlockStop",
+        "messageStop",
+        "metadata",
+    ]
+    reasoning = [e["contentBlockDelta"] for e in events[1 : 1 + THOUGHT]]
+    assert all(d["contentBlockIndex"] == 0 and set(d["delta"]) == {"reasoningContent"} for d in reasoning)
+    assert _words("".join(d["delta"]["reasoningContent"]["text"] for d in reasoning)) == THOUGHT
+    signature = events[1 + THOUGHT]["contentBlockDelta"]
+    assert signature["contentBlockIndex"] == 0
+    assert set(signature["delta"]["reasoningContent"]) == {"signature"}
+    assert signature["delta"]["reasoningContent"]["signature"]
+    assert events[2 + THOUGHT] == {"contentBlockStop": {"contentBlockIndex": 0}}
+    texts = [e["contentBlockDelta"] for e in events[3 + THOUGHT : 3 + THOUGHT + answer]]
+    assert all(d["contentBlockIndex"] == 1 and set(d["delta"]) == {"text"} for d in texts)
+    assert _words("".join(d["delta"]["text"] for d in texts)) == answer
+    assert events[-3] == {"contentBlockStop": {"contentBlockIndex": 1}}
+    assert events[-2]["messageStop"]["stopReason"] == "end_turn"
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == OUTPUT_TOKENS  # thinking included
+    record = record_for(mock, _request_id(response))
+    assert (record.chunks, record.output_tokens, record.reasoning_tokens) == (
+        OUTPUT_TOKENS,
+        OUTPUT_TOKENS,
+        THOUGHT,
+    )
+
+
+def test_converse_thinking_whole_message(client: Any, mock: MockServer) -> None:
+    result = client.converse(
+        modelId=f"us.{MODEL}",  # a cross-region inference profile is the same model family
+        messages=MESSAGES,
+        additionalModelRequestFields={"thinking": {"type": "adaptive"}},
+    )
+    content = result["output"]["message"]["content"]
+    assert [set(block) for block in content] == [{"reasoningContent"}, {"text"}]
+    reasoning = content[0]["reasoningContent"]["reasoningText"]
+    assert _words(reasoning["text"]) == THOUGHT and reasoning["signature"]
+    assert _words(content[1]["text"]) == OUTPUT_TOKENS - THOUGHT
+    assert result["usage"]["outputTokens"] == OUTPUT_TOKENS
+    assert record_for(mock, _request_id(result)).reasoning_tokens == THOUGHT
+
+
+def test_invoke_model_with_response_stream_thinking(client: Any, mock: MockServer) -> None:
+    response = client.invoke_model_with_response_stream(modelId=MODEL, body=_invoke_body(thinking=THINKING))
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    answer = OUTPUT_TOKENS - THOUGHT
+    summary = [
+        (c["type"], c.get("index"), c.get("delta", c.get("content_block", {})).get("type")) for c in chunks
+    ]
+    assert summary == [
+        ("message_start", None, None),
+        ("content_block_start", 0, "thinking"),
+        *[("content_block_delta", 0, "thinking_delta")] * THOUGHT,
+        ("content_block_delta", 0, "signature_delta"),
+        ("content_block_stop", 0, None),
+        ("content_block_start", 1, "text"),
+        *[("content_block_delta", 1, "text_delta")] * answer,
+        ("content_block_stop", 1, None),
+        ("message_delta", None, None),
+        ("message_stop", None, None),
+    ]
+    assert chunks[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert chunks[2 + THOUGHT]["delta"]["signature"]
+    assert _words("".join(c["delta"]["thinking"] for c in chunks[2 : 2 + THOUGHT])) == THOUGHT
+    assert chunks[-2]["usage"]["output_tokens"] == OUTPUT_TOKENS
+    assert chunks[-1]["amazon-bedrock-invocationMetrics"]["outputTokenCount"] == OUTPUT_TOKENS
+    record = record_for(mock, _request_id(response))
+    assert (record.chunks, record.reasoning_tokens) == (OUTPUT_TOKENS, THOUGHT)
+
+
+def test_invoke_model_thinking_whole_message(client: Any, mock: MockServer) -> None:
+    result = client.invoke_model(modelId=MODEL, body=_invoke_body(thinking=THINKING))
+    message = json.loads(result["body"].read())
+    thinking, text = message["content"]
+    assert set(thinking) == {"type", "thinking", "signature"} and thinking["type"] == "thinking"
+    assert _words(thinking["thinking"]) == THOUGHT and thinking["signature"]
+    assert text["type"] == "text" and _words(text["text"]) == OUTPUT_TOKENS - THOUGHT
+    assert message["usage"]["output_tokens"] == OUTPUT_TOKENS
+    assert result["ResponseMetadata"]["HTTPHeaders"]["x-amzn-bedrock-output-token-count"] == str(
+        OUTPUT_TOKENS
+    )
+    assert record_for(mock, _request_id(result)).reasoning_tokens == THOUGHT
+
+
+_BUDGET_TOO_SMALL = "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+_BUDGET_NOT_BELOW_MAX = "`max_tokens` must be greater than `thinking.budget_tokens`."
+_TEMPERATURE = "`temperature` may only be set to 1 when thinking is enabled."
+
+
+@pytest.mark.parametrize(
+    ("thinking", "inference", "message"),
+    [
+        ({"type": "enabled", "budget_tokens": 512}, {"maxTokens": 2048}, _BUDGET_TOO_SMALL),
+        ({"type": "enabled", "budget_tokens": 1024}, {"maxTokens": 1024}, _BUDGET_NOT_BELOW_MAX),
+        (THINKING, {"maxTokens": 2048, "temperature": 0.5}, _TEMPERATURE),
+        ({"type": "sometimes"}, {}, "thinking.type: Input should be 'enabled', 'disabled' or 'adaptive'"),
+    ],
+)
+def test_converse_thinking_refusals(
+    client: Any, thinking: dict[str, Any], inference: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(client.exceptions.ValidationException) as info:
+        client.converse(
+            modelId=MODEL,
+            messages=MESSAGES,
+            inferenceConfig=inference,
+            additionalModelRequestFields={"thinking": thinking},
+        )
+    error = info.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # Bedrock relays the model's own refusal under its prefix.
+    assert error["Error"]["Message"] == "The model returned the following errors: " + message
+
+
+def test_converse_thinking_refuses_forced_tool_use(client: Any) -> None:
+    tools = {"tools": [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}]}
+    with pytest.raises(client.exceptions.ValidationException, match="tool_choice forces tool use"):
+        client.converse_stream(
+            modelId=MODEL,
+            messages=MESSAGES,
+            toolConfig={**tools, "toolChoice": {"any": {}}},
+            additionalModelRequestFields={"thinking": THINKING},
+        )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"thinking": {"type": "enabled", "budget_tokens": 100}}, _BUDGET_TOO_SMALL),
+        ({"thinking": {"type": "enabled", "budget_tokens": 2048}}, _BUDGET_NOT_BELOW_MAX),
+        ({"thinking": THINKING, "temperature": 0.2}, _TEMPERATURE),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_invoke_model_thinking_refusals(
+    client: Any, fields: dict[str, Any], message: str, stream: bool
+) -> None:
+    call = client.invoke_model_with_response_stream if stream else client.invoke_model
+    with pytest.raises(client.exceptions.ValidationException) as info:
+        call(modelId=MODEL, body=_invoke_body(**fields))
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert info.value.response["Error"]["Message"] == message  # the Anthropic body's own words
+
+
+def test_thinking_only_when_an_anthropic_model_is_asked_to(client: Any, mock: MockServer) -> None:
+    def stream_deltas(model: str, **extra: Any) -> tuple[list[dict[str, Any]], int]:
+        response = client.converse_stream(modelId=model, messages=MESSAGES, **extra)
+        events = list(response["stream"])
+        reasoning = record_for(mock, _request_id(response)).reasoning_tokens
+        return [next(iter(e.items())) for e in events], reasoning
+
+    thinking, reasoning = stream_deltas(MODEL, additionalModelRequestFields={"thinking": THINKING})
+    assert reasoning == THOUGHT and any("reasoningContent" in str(e) for e in thinking)
+    plain: list[tuple[Any, int]] = [
+        stream_deltas(MODEL),
+        stream_deltas(MODEL, additionalModelRequestFields={"thinking": {"type": "disabled"}}),
+        # Other families are handed the field too; the mock ignores it, as any extra field.
+        stream_deltas(NOVA, additionalModelRequestFields={"thinking": THINKING}),
+    ]
+    for events, reasoning in plain:
+        assert reasoning == 0
+        assert [kind for kind, _ in events] == [
+            "messageStart",
+            *["contentBlockDelta"] * OUTPUT_TOKENS,
+            "contentBlockStop",
+            "messageStop",
+            "metadata",
+        ]
+        deltas = [body for kind, body in events if kind == "contentBlockDelta"]
+        assert all(d["contentBlockIndex"] == 0 and set(d["delta"]) == {"text"} for d in deltas)
+        assert events[-3][1] == {"contentBlockIndex": 0}
+    body = json.loads(client.invoke_model(modelId=MODEL, body=_invoke_body())["body"].read())
+    assert [b["type"] for b in body["content"]] == ["text"]

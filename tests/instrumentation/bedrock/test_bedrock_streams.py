@@ -15,7 +15,7 @@ from otelbench.mock import Fault, MockServer
 from otelbench_instrumentation import semconv
 
 from ...conftest import MOCK_OUTPUT_TOKENS, MOCK_TTFT_S, first_undisturbed
-from ..conftest import only_span, timed_stream
+from ..conftest import headers, only_span, timed_stream
 from .conftest import MESSAGES, MODEL, PROMPT, Otel, bedrock_client
 
 NOVA = "amazon.nova-micro-v1:0"
@@ -195,3 +195,66 @@ def test_exception_event_mid_stream_sets_error_type(otel: Otel, mock_server: Moc
     assert a[semconv.ERROR_TYPE] == type(info.value).__qualname__
     assert a[semconv.STREAM_CHUNK_COUNT] == 2
     client.close()
+
+
+THINKING = {"type": "enabled", "budget_tokens": 1024}
+
+
+def _mock_headers(client: Any, **values: Any) -> None:
+    """Send the mock's per-request settings (``x-mock-*``) with every call of this boto3 client."""
+
+    def add(request: Any, **_: Any) -> None:
+        for name, value in headers(**values).items():
+            request.headers[name] = value
+
+    client.meta.events.register("before-sign.bedrock-runtime.*", add)
+
+
+def _converse_thinking(client: Any) -> tuple[int, int]:
+    response = client.converse_stream(
+        modelId=MODEL,
+        messages=MESSAGES,
+        inferenceConfig={"maxTokens": 2048},
+        additionalModelRequestFields={"thinking": THINKING},
+    )
+    deltas = [e["contentBlockDelta"]["delta"] for e in response["stream"] if "contentBlockDelta" in e]
+    reasoning = sum(1 for d in deltas if d.get("reasoningContent", {}).get("text"))
+    return reasoning, sum(1 for d in deltas if d.get("text"))
+
+
+def _invoke_thinking(client: Any) -> tuple[int, int]:
+    body = json.loads(_anthropic_body(max_tokens=2048))
+    response = client.invoke_model_with_response_stream(
+        modelId=MODEL, body=json.dumps({**body, "thinking": THINKING})
+    )
+    chunks = [json.loads(e["chunk"]["bytes"]) for e in response["body"]]
+    kinds = [c["delta"]["type"] for c in chunks if c["type"] == "content_block_delta"]
+    return kinds.count("thinking_delta"), kinds.count("text_delta")
+
+
+@pytest.mark.parametrize("call", [_converse_thinking, _invoke_thinking], ids=["converse", "invoke"])
+def test_extended_thinking_times_the_answer_apart(
+    otel: Otel, isolated_mock_server: MockServer, call: Any
+) -> None:
+    # The mock thinks for 3 of 6 chunks, 40 ms apart: TTFT is the first reasoning chunk's, and
+    # the answer's first text delta comes three gaps later.
+    client = bedrock_client(isolated_mock_server)
+    _mock_headers(client, ttft_ms=20, itl_ms=40, output_tokens=6)
+    try:
+        assert call(client) == (3, 3)
+    finally:
+        client.close()
+    a = only_span(otel).attributes or {}
+    assert a[semconv.STREAM_CHUNK_COUNT] == 6  # the signature delta is not a chunk
+    assert a[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
+    ttft, answer = (
+        a[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK],
+        a[semconv.RESPONSE_TIME_TO_FIRST_ANSWER_CHUNK],
+    )
+    assert isinstance(ttft, float) and isinstance(answer, float)
+    assert 0.02 <= ttft < 0.06
+    assert answer - ttft == pytest.approx(3 * 0.04, abs=0.02)
+    (point,) = otel.points(semconv.METRIC_TIME_TO_FIRST_ANSWER_CHUNK)
+    assert point.count == 1 and point.sum == pytest.approx(answer)
+    (first,) = otel.points(semconv.METRIC_TIME_TO_FIRST_CHUNK)
+    assert first.count == 1 and first.sum == pytest.approx(ttft)
