@@ -48,11 +48,24 @@ BUILTIN_PRICES: dict[str, Price] = {
     "openai:gpt-4.1-nano*": Price(0.10, 0.40),
     "openai:gpt-4.1-mini*": Price(0.40, 1.60),
     "openai:gpt-4.1*": Price(2.00, 8.00),
+    # gpt-5 and its dated snapshots, not gpt-5.x, -pro or -codex (priced apart).
+    "openai:gpt-5": Price(1.25, 10.00),
+    "openai:gpt-5-20*": Price(1.25, 10.00),
+    "openai:gpt-5-mini*": Price(0.25, 2.00),
+    "openai:gpt-5-nano*": Price(0.05, 0.40),
+    "openai:o3": Price(2.00, 8.00),
+    "openai:o3-20*": Price(2.00, 8.00),
+    "openai:o3-mini*": Price(1.10, 4.40),
+    "openai:o4-mini": Price(1.10, 4.40),  # not o4-mini-deep-research
+    "openai:o4-mini-20*": Price(1.10, 4.40),
     "anthropic:claude-3-5-haiku*": Price(0.80, 4.00),
     "anthropic:claude-3-haiku*": Price(0.25, 1.25),
+    "anthropic:claude-haiku-4-5*": Price(1.00, 5.00),
     "anthropic:claude-sonnet-4*": Price(3.00, 15.00),
     "anthropic:claude-3-7-sonnet*": Price(3.00, 15.00),
-    "anthropic:claude-opus-4*": Price(15.00, 75.00),
+    "anthropic:claude-opus-4*": Price(15.00, 75.00),  # Opus 4 and 4.1
+    "anthropic:claude-opus-4-5*": Price(5.00, 25.00),
+    "anthropic:claude-opus-4-6*": Price(5.00, 25.00),
     # Local models: no per-token bill.
     "ollama:*": Price(0.0, 0.0),
     # The embedded mock's models (fictional prices).

@@ -146,6 +146,12 @@ def test_prices_builtin_and_override(tmp_path: Path) -> None:
     assert table.cost("openai:gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
     assert table.cost("openai:gpt-4o-2024-08-06", 1_000_000, 0) == pytest.approx(2.5)  # not the -mini price
     assert table.cost("ollama:llama3.2", 10**9, 10**9) == 0
+    # A family's later model priced apart from the pattern that would cover it.
+    assert table.cost("anthropic:claude-opus-4-1-20250805", 1_000_000, 0) == pytest.approx(15.0)
+    assert table.cost("anthropic:claude-opus-4-5-20251101", 1_000_000, 0) == pytest.approx(5.0)
+    assert table.cost("openai:gpt-5-2025-08-07", 0, 1_000_000) == pytest.approx(10.0)
+    assert math.isnan(table.cost("openai:gpt-5-pro", 1, 1))
+    assert math.isnan(table.cost("openai:o4-mini-deep-research", 1, 1))
     assert math.isnan(table.cost("openai:unknown-model", 1, 1))
     path = tmp_path / "prices.toml"
     path.write_text(
