@@ -175,8 +175,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--api",
         choices=("chat", "responses"),
         default="chat",
-        help="OpenAI's API for openai: and azure: targets: chat (Chat Completions, default) or responses "
-        "(the Responses API)",
+        help="OpenAI's API for openai:, azure:, groq: and xai: targets: chat (Chat Completions, default) or "
+        "responses (the Responses API)",
     )
     load.add_argument(
         "--max-retries", type=_non_negative_int, default=None, help="SDK retries per request (default 2)"
@@ -291,7 +291,10 @@ def build_config(args: argparse.Namespace) -> tuple[ReplayConfig, list[SLO], Pri
     request, body = parse_params(args.param, {t.scheme for t in targets})
     _note_unsent(request, targets, args.api)
     if args.api == "responses" and not any(t.scheme in RESPONSES_SCHEMES for t in targets):
-        raise UsageError("--api responses: no openai: or azure: target (the others keep their own API)")
+        names = ", ".join(f"{s}:" for s in sorted(RESPONSES_SCHEMES))
+        raise UsageError(
+            f"--api responses: no target with a Responses API ({names}; the others keep their own API)"
+        )
     slos = [parse_slo(s) for s in args.slo]
     prices = load_prices(args.pricing) if args.pricing else PriceTable()
     dataset = _dataset(args)

@@ -53,7 +53,7 @@ from .adapters import (
     responses_request,
 )
 from .httpclient import Endpoint, HTTPConnectError, HTTPStatusError, Pool, read_all
-from .options import options_for
+from .options import RESPONSES_SCHEMES, options_for
 from .targets import COMPATIBLE, DEFAULT_AZURE_API_VERSION, Target
 from .telemetry import CHUNK_TIMING
 
@@ -497,4 +497,7 @@ LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
     **dict.fromkeys(COMPATIBLE, OpenAILean),
 }
 #: The lean clients of ``--api responses``.
-RESPONSES_LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {"openai": ResponsesLean, "azure": AzureResponsesLean}
+RESPONSES_LEAN_ADAPTERS: dict[str, type[LeanAdapter]] = {
+    **dict.fromkeys(RESPONSES_SCHEMES, ResponsesLean),
+    "azure": AzureResponsesLean,
+}

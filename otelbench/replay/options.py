@@ -34,6 +34,8 @@ from typing import Any
 
 from otelbench.errors import UsageError
 
+from .targets import COMPATIBLE
+
 #: Value type of every request option (validated before anything is sent).
 OPTION_TYPES: dict[str, type] = {
     "temperature": float,
@@ -71,8 +73,9 @@ SDK_OPTIONS: dict[str, frozenset[str]] = {
     "bedrock": frozenset({"temperature", "top_p"}),
 }
 
-#: Targets ``--api responses`` sends through the Responses API (the rest keep their own API).
-RESPONSES_SCHEMES = frozenset({"openai", "azure"})
+#: Targets ``--api responses`` sends through the Responses API (the rest keep their own API):
+#: OpenAI's and Azure's, and the compatible APIs that serve it too (Groq, xAI).
+RESPONSES_SCHEMES = frozenset({"openai", "azure", *(s for s, api in COMPATIBLE.items() if api.responses)})
 #: The options the Responses API takes (``--api responses``): no seed or penalties.
 RESPONSES_OPTIONS = frozenset({"temperature", "top_p"})
 
@@ -93,7 +96,7 @@ OLLAMA_FIELDS = frozenset({"think", "format", "keep_alive"})
 
 def accepted_options(scheme: str, api: str = "chat") -> frozenset[str]:
     """The options ``scheme``'s targets take through OpenAI's ``api`` ("chat" or "responses";
-    only openai: and azure: targets go through the Responses API)."""
+    only ``RESPONSES_SCHEMES`` targets go through the Responses API)."""
     if api == "responses" and scheme in RESPONSES_SCHEMES:
         return RESPONSES_OPTIONS
     return SDK_OPTIONS.get(scheme, frozenset())

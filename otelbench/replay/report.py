@@ -638,7 +638,8 @@ def _title(outcome: ReplayOutcome) -> str:
     if outcome.workers > 1:
         mode += f", {outcome.workers} client processes"
     if outcome.config.client.api == "responses":
-        mode += ", openai/azure through the Responses API"
+        schemes = dict.fromkeys(t.scheme for t in outcome.config.targets if t.scheme in RESPONSES_SCHEMES)
+        mode += f", {'/'.join(schemes)} through the Responses API"
     partial = "PARTIAL (interrupted) - " if outcome.interrupted else ""
     return f"{partial}otelbench replay: dataset {outcome.config.dataset}, {mode}"
 

@@ -52,6 +52,8 @@ class Compatible:
     #: Where the embedded mock serves this API, and the protocol the mock's records name.
     mock_path: str = "/v1"
     mock_protocol: str = "openai"
+    #: Whether it also serves OpenAI's Responses API (``--api responses``) at ``url``/responses.
+    responses: bool = False
 
 
 #: The OpenAI-compatible APIs a ``SCHEME:MODEL`` target names without a URL or a shared key.
@@ -59,8 +61,8 @@ COMPATIBLE = {
     "deepseek": Compatible(
         "https://api.deepseek.com", ("DEEPSEEK_API_KEY",), mock_path="/deepseek", mock_protocol="deepseek"
     ),
-    "groq": Compatible("https://api.groq.com/openai/v1", ("GROQ_API_KEY",)),
-    "xai": Compatible("https://api.x.ai/v1", ("XAI_API_KEY",)),
+    "groq": Compatible("https://api.groq.com/openai/v1", ("GROQ_API_KEY",), responses=True),
+    "xai": Compatible("https://api.x.ai/v1", ("XAI_API_KEY",), responses=True),
     "mistral": Compatible(
         "https://api.mistral.ai/v1",
         ("MISTRAL_API_KEY",),

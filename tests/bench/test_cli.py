@@ -100,7 +100,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, 
         (["--sweep", "temperature=0,1", "--param", "temperature=0.5"], "--param temperature is also swept"),
         (
             ["--api", "responses", "--target", "anthropic:m@mock"],
-            "--api responses: no openai: or azure: target",
+            "--api responses: no target with a Responses API (azure:, groq:, openai:, xai:;",
         ),
         (["--api", "messages"], "'messages'"),
         (
@@ -523,3 +523,20 @@ def test_a_param_some_targets_cannot_take_is_named(
     )
     assert code == 0, err
     assert note in err and err.count("note: --param") == 1
+
+
+def test_the_responses_api_is_named_for_the_targets_that_take_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # groq: goes through the Responses API, anthropic: keeps its own: the title and each
+    # result's "api" say which.
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(
+        capsys, "replay", "--api", "responses", "--target", "groq:mock-fast@mock",
+        "--target", "anthropic:mock-fast@mock", "--requests", "4", "--no-progress",
+        "--output-dir", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, (out, err)
+    assert out.splitlines()[0].endswith("concurrency 4, groq through the Responses API"), out
+    apis = {r["details"]["target"]: r["details"]["load"]["api"] for r in _latest(out_dir)["results"]}
+    assert apis == {"groq:mock-fast": "responses", "anthropic:mock-fast": None}

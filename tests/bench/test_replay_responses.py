@@ -15,7 +15,14 @@ from .conftest import sdk_replay_config
 @pytest.mark.parametrize("kind", ["sdk", "http"])
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 @pytest.mark.parametrize(
-    ("spec", "path"), [("openai:mock-r@mock", "/v1/responses"), ("azure:mock-r@mock", "/openai/responses")]
+    ("spec", "path"),
+    [
+        ("openai:mock-r@mock", "/v1/responses"),
+        ("azure:mock-r@mock", "/openai/responses"),
+        # Groq and xAI serve the Responses API beside Chat Completions.
+        ("groq:mock-r@mock", "/v1/responses"),
+        ("xai:mock-r@mock", "/v1/responses"),
+    ],
 )
 def test_responses_api_is_replayed_and_measured(kind: str, stream: bool, spec: str, path: str) -> None:
     config = sdk_replay_config(spec, stream, {}, kind=kind)
