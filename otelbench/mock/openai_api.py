@@ -707,111 +707,41 @@ async def responses(ctx: RequestContext) -> None:
         await ctx.reply_json(plan, dumps(response(status, outputs(), usage)))
         return
 
-    def event(kind: str, data: dict[str, Any]) -> bytes:
+    def event(kind: str, seq: int, **fields: Any) -> bytes:
+        data = {"type": kind, "sequence_number": seq, **fields}
         return b"event: %b\ndata: %b\n\n" % (kind.encode(), dumps(data))
 
     shell = response("in_progress", [], None)
-    preamble = event(
-        "response.created", {"type": "response.created", "sequence_number": 0, "response": shell}
-    )
-    preamble += event(
-        "response.in_progress", {"type": "response.in_progress", "sequence_number": 1, "response": shell}
-    )
+    preamble = event("response.created", 0, response=shell) + event("response.in_progress", 1, response=shell)
     # Sequence numbers: `seq` is the first thinking chunk's; `after` the first event after them.
     seq = 2
     closing = b""
+    # Streamed reasoning goes into summary part 0 (a summary) or content part 0 (raw text).
+    if shown == "summary":
+        part_kind, text_kind, where, part_type = (
+            "response.reasoning_summary_part", "response.reasoning_summary_text", "summary_index", "summary_text"
+        )  # fmt: skip
+    else:
+        part_kind, text_kind, where, part_type = (
+            "response.content_part", "response.reasoning_text", "content_index", "reasoning_text"
+        )  # fmt: skip
+    place: dict[str, Any] = {"item_id": rs_id, "output_index": 0, where: 0}
     if shown:
-        preamble += event(
-            "response.output_item.added",
-            {
-                "type": "response.output_item.added",
-                "sequence_number": 2,
-                "output_index": 0,
-                "item": reasoning_item(False),
-            },
-        )
+        preamble += event("response.output_item.added", 2, output_index=0, item=reasoning_item(False))
         seq = 3
-        if shown == "summary":
-            preamble += event(
-                "response.reasoning_summary_part.added",
-                {
-                    "type": "response.reasoning_summary_part.added",
-                    "sequence_number": 3,
-                    "item_id": rs_id,
-                    "output_index": 0,
-                    "summary_index": 0,
-                    "part": {"type": "summary_text", "text": ""},
-                },
-            )
-            seq = 4
-        elif shown == "text":
-            preamble += event(
-                "response.content_part.added",
-                {
-                    "type": "response.content_part.added",
-                    "sequence_number": 3,
-                    "item_id": rs_id,
-                    "output_index": 0,
-                    "content_index": 0,
-                    "part": {"type": "reasoning_text", "text": ""},
-                },
-            )
+        if thought:
+            preamble += event(f"{part_kind}.added", 3, **place, part={"type": part_type, "text": ""})
             seq = 4
     after = seq + thought
     if shown:
-        done_item = reasoning_item(True)
-        thinking_text = text_of(salt, thought)
-        if shown == "summary":
-            common: dict[str, Any] = {"item_id": rs_id, "output_index": 0, "summary_index": 0}
+        if thought:
+            thinking_text = text_of(salt, thought)
+            closing += event(f"{text_kind}.done", after, **place, text=thinking_text)
             closing += event(
-                "response.reasoning_summary_text.done",
-                {
-                    "type": "response.reasoning_summary_text.done",
-                    "sequence_number": after,
-                    **common,
-                    "text": thinking_text,
-                },
-            )
-            closing += event(
-                "response.reasoning_summary_part.done",
-                {
-                    "type": "response.reasoning_summary_part.done",
-                    "sequence_number": after + 1,
-                    **common,
-                    "part": {"type": "summary_text", "text": thinking_text},
-                },
+                f"{part_kind}.done", after + 1, **place, part={"type": part_type, "text": thinking_text}
             )
             after += 2
-        elif shown == "text":
-            common = {"item_id": rs_id, "output_index": 0, "content_index": 0}
-            closing += event(
-                "response.reasoning_text.done",
-                {
-                    "type": "response.reasoning_text.done",
-                    "sequence_number": after,
-                    **common,
-                    "text": thinking_text,
-                },
-            )
-            closing += event(
-                "response.content_part.done",
-                {
-                    "type": "response.content_part.done",
-                    "sequence_number": after + 1,
-                    **common,
-                    "part": {"type": "reasoning_text", "text": thinking_text},
-                },
-            )
-            after += 2
-        closing += event(
-            "response.output_item.done",
-            {
-                "type": "response.output_item.done",
-                "sequence_number": after,
-                "output_index": 0,
-                "item": done_item,
-            },
-        )
+        closing += event("response.output_item.done", after, output_index=0, item=reasoning_item(True))
         after += 1
     index = 1 if shown else 0  # the answer's output_index
     if tool:
@@ -831,27 +761,16 @@ async def responses(ctx: RequestContext) -> None:
             "role": "assistant",
             "content": [],
         }
-    opening = closing + event(
-        "response.output_item.added",
-        {
-            "type": "response.output_item.added",
-            "sequence_number": after,
-            "output_index": index,
-            "item": added_item,
-        },
-    )
+    opening = closing + event("response.output_item.added", after, output_index=index, item=added_item)
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
     if not tool:
         opening += event(
             "response.content_part.added",
-            {
-                "type": "response.content_part.added",
-                "sequence_number": after + 1,
-                "item_id": item_id,
-                "output_index": index,
-                "content_index": 0,
-                "part": part,
-            },
+            after + 1,
+            item_id=item_id,
+            output_index=index,
+            content_index=0,
+            part=part,
         )
     # Chunk i's delta has sequence number first_seq + i.
     first_seq = after + (1 if tool else 2) - thought
@@ -882,17 +801,14 @@ async def responses(ctx: RequestContext) -> None:
             return opening + data if i == thought else data
 
     if thought:
-        if shown == "summary":
-            kind, position = b"response.reasoning_summary_text.delta", b'"summary_index":0'
-        else:
-            kind, position = b"response.reasoning_text.delta", b'"content_index":0'
+        kind = f"{text_kind}.delta".encode()
         thinking_head = (
-            b'event: %b\ndata: {"type":"%b","item_id":"%b","output_index":0,%b,"sequence_number":'
+            b'event: %b\ndata: {"type":"%b","item_id":"%b","output_index":0,"%b":0,"sequence_number":'
             % (
                 kind,
                 kind,
                 rs_id.encode(),
-                position,
+                where.encode(),
             )
         )
 
@@ -908,59 +824,26 @@ async def responses(ctx: RequestContext) -> None:
         if tool:
             out += event(
                 "response.function_call_arguments.done",
-                {
-                    "type": "response.function_call_arguments.done",
-                    "sequence_number": seq,
-                    "item_id": item_id,
-                    "output_index": index,
-                    "arguments": item["arguments"],
-                },
+                seq,
+                item_id=item_id,
+                output_index=index,
+                arguments=item["arguments"],
             )
             seq += 1
         else:
             text = item["content"][0]["text"]
             common = {"item_id": item_id, "output_index": index, "content_index": 0}
-            out += event(
-                "response.output_text.done",
-                {
-                    "type": "response.output_text.done",
-                    "sequence_number": seq,
-                    **common,
-                    "text": text,
-                    "logprobs": [],
-                },
-            )
-            out += event(
-                "response.content_part.done",
-                {
-                    "type": "response.content_part.done",
-                    "sequence_number": seq + 1,
-                    **common,
-                    "part": {**part, "text": text},
-                },
-            )
+            out += event("response.output_text.done", seq, **common, text=text, logprobs=[])
+            out += event("response.content_part.done", seq + 1, **common, part={**part, "text": text})
             seq += 2
-        out += event(
-            "response.output_item.done",
-            {
-                "type": "response.output_item.done",
-                "sequence_number": seq,
-                "output_index": index,
-                "item": item,
-            },
-        )
-        final = response(status, outputs(), usage)
-        kind = f"response.{status}"
-        return out + event(kind, {"type": kind, "sequence_number": seq + 1, "response": final})
+        out += event("response.output_item.done", seq, output_index=index, item=item)
+        return out + event(f"response.{status}", seq + 1, response=response(status, outputs(), usage))
 
     def failure(message: str) -> bytes:
         # The Responses API ends a stream that fails with response.failed (no exception).
         failed = response("failed", [], None)
         failed["error"] = {"code": "server_error", "message": message}
-        seq = first_seq + min(plan.fault.after_chunks, n)
-        return event(
-            "response.failed", {"type": "response.failed", "sequence_number": seq, "response": failed}
-        )
+        return event("response.failed", first_seq + min(plan.fault.after_chunks, n), response=failed)
 
     await ctx.stream(plan, SSE_CT, preamble, chunk, epilogue, failure)
 
