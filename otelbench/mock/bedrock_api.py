@@ -176,6 +176,22 @@ def _anthropic_thinking_deltas() -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
     return thinking, answer
 
 
+def _thinking_chunks(
+    salt: int, thought: int, thinking: tuple[bytes, ...], answer: tuple[bytes, ...], between: bytes
+) -> Callable[[int], bytes]:
+    """A thinking stream's chunk(i): the word's ``thinking`` frame for the first ``thought`` chunks,
+    then its ``answer`` frame, ``between`` (closing the thinking block) before the first of those."""
+
+    def think(i: int) -> bytes:
+        return thinking[word_index(salt, i)]
+
+    def speak(i: int) -> bytes:
+        data = answer[word_index(salt, i)]
+        return between + data if i == thought else data
+
+    return thinking_first(thought, think, speak)
+
+
 # -- request inspection --------------------------------------------------------------------------
 
 _REGION_PREFIXES = ("us.", "eu.", "apac.", "global.", "us-gov.", "jp.", "au.", "ca.")
@@ -355,21 +371,12 @@ async def converse(ctx: RequestContext, model: str, stream: bool) -> None:
         # Block 0 is the reasoning (no contentBlockStart, as for text); its signature and stop go
         # out with the first answer chunk, whose text is block 1.
         last_block = b'{"contentBlockIndex":1}'
-        reasoning_deltas, answer_deltas = _converse_thinking_deltas()
         closing = event(
             b"contentBlockDelta",
             b'{"contentBlockIndex":0,"delta":{"reasoningContent":{"signature":"%b"}}}'
             % thinking_signature(salt).encode(),
         ) + event(b"contentBlockStop", b'{"contentBlockIndex":0}')
-
-        def answer(i: int) -> bytes:
-            data = answer_deltas[word_index(salt, i)]
-            return closing + data if i == thought else data
-
-        def reasoning(i: int) -> bytes:
-            return reasoning_deltas[word_index(salt, i)]
-
-        chunk = thinking_first(thought, reasoning, answer)
+        chunk = _thinking_chunks(salt, thought, *_converse_thinking_deltas(), closing)
     else:
 
         def chunk(i: int) -> bytes:
@@ -485,7 +492,6 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
     if thinks:
         # Anthropic's thinking stream: block 0 is the thinking, closed (signature, then stop) as
         # the text block opens at index 1.
-        thinking_deltas, answer_deltas = _anthropic_thinking_deltas()
         opening = (
             chunk_event(
                 b'{"type":"content_block_delta","index":0,'
@@ -496,15 +502,7 @@ async def invoke(ctx: RequestContext, model: str, stream: bool) -> None:
                 b'{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}'
             )
         )
-
-        def answer(i: int) -> bytes:
-            data = answer_deltas[word_index(salt, i)]
-            return opening + data if i == thought else data
-
-        def thinking(i: int) -> bytes:
-            return thinking_deltas[word_index(salt, i)]
-
-        chunk = thinking_first(thought, thinking, answer)
+        chunk = _thinking_chunks(salt, thought, *_anthropic_thinking_deltas(), opening)
     else:
         deltas = _ANTHROPIC_DELTAS if kind == "anthropic" else _NOVA_DELTAS
 

@@ -239,18 +239,25 @@ def test_responses_create(client: openai.OpenAI, mock: MockServer) -> None:
     assert record.path == "/v1/responses" and record.input_tokens == 7
 
 
+def _message_events(deltas: int) -> list[str]:
+    """The event types of a streamed message output item with ``deltas`` text deltas."""
+    return [
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * deltas,
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+
+
 def test_responses_raw_stream_events(client: openai.OpenAI) -> None:
     events = list(client.responses.create(model="gpt-4o-mini", input="hi", stream=True))
     types = [e.type for e in events]
     assert types == [
         "response.created",
         "response.in_progress",
-        "response.output_item.added",
-        "response.content_part.added",
-        *["response.output_text.delta"] * OUTPUT_TOKENS,
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *_message_events(OUTPUT_TOKENS),
         "response.completed",
     ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
@@ -382,12 +389,7 @@ def test_responses_reasoning_streams_before_the_answer(
         *opening,
         *closing,
         "response.output_item.done",
-        "response.output_item.added",
-        "response.content_part.added",
-        *["response.output_text.delta"] * (OUTPUT_TOKENS - THOUGHT),
-        "response.output_text.done",
-        "response.content_part.done",
-        "response.output_item.done",
+        *_message_events(OUTPUT_TOKENS - THOUGHT),
         "response.completed",
     ]
     assert [e.sequence_number for e in events] == list(range(len(events)))
