@@ -523,7 +523,10 @@ class _Runner:
         self.progress.finish(label)
         user1, system1, rss = process_usage()
         run.cpu_s, run.peak_rss_mib = (user1 - user0) + (system1 - system0), rss
-        run.rss_growth_mib = rss - self.rss_before if math.isfinite(rss - self.rss_before) else None
+        # The peak (the kernel's lazily kept high-water mark) can read a few pages below the RSS
+        # sampled before the run when nothing grew: that is counter noise, not memory given back.
+        growth = rss - self.rss_before
+        run.rss_growth_mib = max(0.0, growth) if math.isfinite(growth) else None
         run.loop_lag = self.lag.between(run.load.started_ns, run.load.ended_ns)
 
     # -- one request -----------------------------------------------------------------------------
