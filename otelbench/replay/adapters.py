@@ -25,7 +25,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -185,6 +185,28 @@ def split_by_signature(method: Callable[..., Any], options: Options) -> tuple[di
     return {k: v for k, v in options.items() if k in named}, {
         k: v for k, v in options.items() if k not in named
     }
+
+
+async def exchange(
+    obs: Observation,
+    create: Callable[..., Awaitable[Any]],
+    kwargs: dict[str, Any],
+    streaming: dict[str, Any] | None,
+    whole: Callable[[Observation, Any], None],
+    item: Callable[[Observation, Any], None],
+) -> None:
+    """One request through an async SDK's ``create(**kwargs)``, read into ``obs``: the whole reply
+    by ``whole``, or, with the ``streaming`` arguments, each streamed item by ``item``."""
+    obs.send()
+    if streaming is None:
+        whole(obs, await create(**kwargs))
+        return
+    stream = await create(**kwargs, **streaming)
+    try:
+        async for piece in stream:
+            item(obs, piece)
+    finally:
+        await stream.close()  # frees the connection when cancelled mid-stream
 
 
 def openai_request(prompt: Prompt, model: str, max_key: str, extra: Options) -> dict[str, Any]:
@@ -382,9 +404,12 @@ class OpenAIAdapter:
             else None
         )
         self.model = target.model
-        self.stream = options.stream
         self.max_key = target.max_tokens_key
-        self.usage_option = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
+        # The streaming arguments of create() (None: whole replies); only Chat Completions
+        # has stream_options.
+        usage = {"stream_options": {"include_usage": True}} if target.asks_stream_usage else {}
+        chat = {"stream": True, **usage} if self.responses is None else {"stream": True}
+        self.streaming: dict[str, Any] | None = chat if options.stream else None
         resource = (
             self.clients[0].responses if self.responses is not None else self.clients[0].chat.completions
         )
@@ -410,30 +435,20 @@ class OpenAIAdapter:
             await self._respond(prompt, obs, next(self.responses))
             return
         kwargs = openai_request(prompt, self.model, self.max_key, self.extra)
-        completions = next(self.completions)
-        obs.send()
-        if not self.stream:
-            observe_openai_completion(obs, await completions.create(**kwargs, **self.extra_body))
-            return
-        stream = await completions.create(**kwargs, stream=True, **self.usage_option, **self.extra_body)
-        try:
-            async for chunk in stream:
-                observe_openai_chunk(obs, chunk)
-        finally:
-            await stream.close()  # frees the connection when cancelled mid-stream
+        await exchange(
+            obs,
+            next(self.completions).create,
+            {**kwargs, **self.extra_body},
+            self.streaming,
+            observe_openai_completion,
+            observe_openai_chunk,
+        )
 
     async def _respond(self, prompt: Prompt, obs: Observation, responses: Any) -> None:
-        kwargs = responses_request(prompt, self.model, self.extra)
-        obs.send()
-        if not self.stream:
-            observe_response(obs, await responses.create(**kwargs, **self.extra_body))
-            return
-        stream = await responses.create(**kwargs, stream=True, **self.extra_body)
-        try:
-            async for event in stream:
-                observe_response_event(obs, event)
-        finally:
-            await stream.close()
+        kwargs = {**responses_request(prompt, self.model, self.extra), **self.extra_body}
+        await exchange(
+            obs, responses.create, kwargs, self.streaming, observe_response, observe_response_event
+        )
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
@@ -489,7 +504,7 @@ class AnthropicAdapter:
         # Built lazily by the SDK; see OpenAIAdapter.
         self.messages = itertools.cycle([c.messages for c in self.clients])
         self.model = target.model
-        self.stream = options.stream
+        self.streaming: dict[str, Any] | None = {"stream": True} if options.stream else None
         self.extra, body = split_by_signature(
             type(self.clients[0].messages).create, options_for("anthropic", options.request)
         )
@@ -498,18 +513,15 @@ class AnthropicAdapter:
 
     async def request(self, prompt: Prompt, obs: Observation) -> None:
         """See :class:`Adapter`."""
-        kwargs = anthropic_request(prompt, self.model, self.extra)
-        messages = next(self.messages)
-        obs.send()
-        if not self.stream:
-            observe_anthropic_message(obs, await messages.create(**kwargs, **self.extra_body))
-            return
-        stream = await messages.create(**kwargs, stream=True, **self.extra_body)
-        try:
-            async for event in stream:
-                observe_anthropic_event(obs, event)
-        finally:
-            await stream.close()
+        kwargs = {**anthropic_request(prompt, self.model, self.extra), **self.extra_body}
+        await exchange(
+            obs,
+            next(self.messages).create,
+            kwargs,
+            self.streaming,
+            observe_anthropic_message,
+            observe_anthropic_event,
+        )
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """See :class:`Adapter`."""
